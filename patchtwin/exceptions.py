@@ -1,0 +1,56 @@
+"""Errors patchtwin raises, each with a verdict code and whether a retry can help.
+
+    PatchtwinError                 (code, retryable)
+    ├── InvalidRequest             bad input: the request, a check spec — never retried
+    ├── ImageUnavailable           no image for the platform — never retried
+    ├── TwinError                  the twin could not be made or used
+    │   ├── TwinStartFailed
+    │   ├── TwinNotReady
+    │   └── TwinLost
+    └── TransientError             broker, database or Docker briefly away — retried
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.codes import Code
+
+
+class PatchtwinError(Exception):
+    code: Code = Code.INTERNAL_ERROR
+    retryable: bool = False
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidRequest(PatchtwinError):
+    code = Code.INVALID_REQUEST
+
+
+class ImageUnavailable(PatchtwinError):
+    code = Code.IMAGE_UNAVAILABLE
+
+
+class TwinError(PatchtwinError):
+    code = Code.TWIN_START_FAILED
+
+
+class TwinStartFailed(TwinError):
+    code = Code.TWIN_START_FAILED
+
+
+class TwinNotReady(TwinError):
+    code = Code.TWIN_NOT_READY
+
+
+class TwinLost(TwinError):
+    code = Code.TWIN_LOST
+
+
+class TransientError(PatchtwinError):
+    code = Code.RETRIES_EXHAUSTED
+    retryable = True

@@ -1,0 +1,178 @@
+"""PostgreSQL: the pool, versioned migrations, each stage's ledger and the outbox.
+
+Why a ledger plus an outbox: a stage records "run X is done" and the event it
+produced in one transaction, so a redelivered input finds the row and repeats
+nothing, and an event whose publish was cut short by a crash is still published
+(by the relay) exactly as it was stored, with the same event id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from schemas.events import Event
+
+_MIGRATION_LOCK = 0x7A7C_0001
+
+
+async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: asyncpg.Pool) -> list[str]:
+    """Applies the SQL files in patchtwin/migrations in name order, each once. Returns those applied."""
+    files = sorted(
+        (f for f in resources.files("patchtwin.migrations").iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    applied: list[str] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for file in files:
+            version = file.name.removesuffix(".sql")
+            if version in done:
+                continue
+            await conn.execute(file.read_text())
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied.append(version)
+    return applied
+
+
+def fingerprint(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Claim(StrEnum):
+    NEW = "new"  # first time this run reaches the stage
+    RESUMED = "resumed"  # an earlier attempt started and never finished (a crash)
+    DONE = "done"  # already finished: a redelivery
+    CONFLICT = "conflict"  # the same run id with a different input
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    attempts: int
+
+
+class Ledger:
+    """One stage's table of runs: claim on arrival, finish with the outgoing event."""
+
+    def __init__(self, pool: asyncpg.Pool, stage: str) -> None:
+        self.pool = pool
+        self.stage = stage
+        self.table = f"{stage}_runs"
+
+    async def claim(self, run_id: str, fingerprint: str) -> ClaimResult:
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO {self.table} (run_id, fingerprint, status) VALUES ($1, $2, 'working') "
+                "ON CONFLICT (run_id) DO NOTHING RETURNING attempts",
+                run_id,
+                fingerprint,
+            )
+            if row is not None:
+                return ClaimResult(Claim.NEW, 1)
+            row = await conn.fetchrow(
+                f"SELECT fingerprint, status, attempts FROM {self.table} WHERE run_id = $1 FOR UPDATE",
+                run_id,
+            )
+            assert row is not None
+            if row["fingerprint"] != fingerprint:
+                return ClaimResult(Claim.CONFLICT, row["attempts"])
+            if row["status"] != "working":
+                return ClaimResult(Claim.DONE, row["attempts"])
+            attempts = await conn.fetchval(
+                f"UPDATE {self.table} SET attempts = attempts + 1 WHERE run_id = $1 RETURNING attempts",
+                run_id,
+            )
+            return ClaimResult(Claim.RESUMED, attempts)
+
+    async def finish(
+        self, run_id: str, outgoing: Event, *, source: str, outcome: dict[str, Any] | None = None
+    ) -> OutboxRecord:
+        """Marks the run done (or failed) and stores its outgoing event, atomically."""
+        record = OutboxRecord.of(outgoing, source)
+        status = "failed" if outgoing.topic.value == "run.failed" else "done"
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"UPDATE {self.table} SET status = $2, finished_at = now(), outcome = $3 "
+                "WHERE run_id = $1",
+                run_id,
+                status,
+                json.dumps(outcome or {}),
+            )
+            await record.insert(conn)
+        return record
+
+    async def mark_only(self, run_id: str, status: str, fingerprint: str) -> None:
+        """Records a run that ends here without an event of this stage (e.g. a dead letter)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                f"INSERT INTO {self.table} (run_id, fingerprint, status, finished_at) "
+                "VALUES ($1, $2, $3, now()) ON CONFLICT (run_id) DO NOTHING",
+                run_id,
+                fingerprint,
+                status,
+            )
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    event_id: str
+    run_id: str
+    topic: str
+    source: str
+    ce_type: str
+    payload: str
+
+    @classmethod
+    def of(cls, event: Event, source: str) -> OutboxRecord:
+        return cls(
+            event_id=event.event_id,
+            run_id=event.run_id,
+            topic=event.topic.value,
+            source=source,
+            ce_type=event.ce_type(),
+            payload=event.model_dump_json(),
+        )
+
+    async def insert(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO outbox (event_id, run_id, topic, source, ce_type, payload) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            self.event_id,
+            self.run_id,
+            self.topic,
+            self.source,
+            self.ce_type,
+            self.payload,
+        )
+
+
+async def pending_outbox(pool: asyncpg.Pool, source: str, limit: int = 100) -> list[OutboxRecord]:
+    rows = await pool.fetch(
+        "SELECT event_id, run_id, topic, source, ce_type, payload FROM outbox "
+        "WHERE published_at IS NULL AND source = $1 ORDER BY created_at LIMIT $2",
+        source,
+        limit,
+    )
+    return [OutboxRecord(**dict(r)) for r in rows]
+
+
+async def mark_published(pool: asyncpg.Pool, event_id: str) -> None:
+    await pool.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", event_id)
