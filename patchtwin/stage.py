@@ -125,6 +125,7 @@ class Stage:
         key: Any = None,
         on_resume: Callable[[], Awaitable[Event]] | None = None,
         context: dict[str, Any] | None = None,
+        record: Callable[[Event], Callable[[asyncpg.Connection], Awaitable[None]] | None] | None = None,
     ) -> None:
         """Runs `work` once per run id and publishes what it returns (or a RunFailed)."""
         fp = fingerprint(key if key is not None else event.model_dump(mode="json"))
@@ -140,8 +141,9 @@ class Stage:
             outgoing = await on_resume()
         else:
             outgoing = await self._attempt(event, work, started, context or {})
-        record = await self.ledger.finish(event.run_id, outgoing, source=self.source)
-        await self.publish(record)
+        extra = record(outgoing) if record is not None else None
+        stored = await self.ledger.finish(event.run_id, outgoing, source=self.source, also=extra)
+        await self.publish(stored)
 
     async def _attempt(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -103,9 +104,17 @@ class Ledger:
             return ClaimResult(Claim.RESUMED, attempts)
 
     async def finish(
-        self, run_id: str, outgoing: Event, *, source: str, outcome: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        outgoing: Event,
+        *,
+        source: str,
+        outcome: dict[str, Any] | None = None,
+        also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     ) -> OutboxRecord:
-        """Marks the run done (or failed) and stores its outgoing event, atomically."""
+        """Marks the run done (or failed) and stores its outgoing event, atomically.
+
+        `also` writes the stage's own records in the same transaction."""
         record = OutboxRecord.of(outgoing, source)
         status = "failed" if outgoing.topic.value == "run.failed" else "done"
         async with self.pool.acquire() as conn, conn.transaction():
@@ -117,6 +126,8 @@ class Ledger:
                 json.dumps(outcome or {}),
             )
             await record.insert(conn)
+            if also is not None:
+                await also(conn)
         return record
 
     async def mark_only(self, run_id: str, status: str, fingerprint: str) -> None:

@@ -198,18 +198,24 @@ class DockerRuntime:
         )
 
     async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None:
+        """Copies a file in, creating its parent folders (owned by root, mode 0755)."""
         name = twin.name if isinstance(twin, TwinRef) else twin
-        directory, _, filename = path.rpartition("/")
+        parts = [p for p in path.split("/") if p]
+        if not parts or ".." in parts:
+            raise ValueError(f"not an absolute path without '..': {path!r}")
         buffer = io.BytesIO()
+        now = int(time.time())
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            info = tarfile.TarInfo(filename)
-            info.size = len(content)
-            info.mode = mode
-            info.mtime = int(time.time())
+            for depth in range(1, len(parts)):
+                folder = tarfile.TarInfo("/".join(parts[:depth]))
+                folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, now
+                tar.addfile(folder)
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode, info.mtime = len(content), mode, now
             tar.addfile(info, io.BytesIO(content))
         container = self.docker.containers.container(name)
         try:
-            await container.put_archive(directory or "/", buffer.getvalue())
+            await container.put_archive("/", buffer.getvalue())
         except DockerError as exc:
             if exc.status == 404:
                 raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc

@@ -1,0 +1,123 @@
+"""Assembles services into one running process: broker, pool, runtime, routers, relays."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker, KafkaRouter
+
+from patchtwin import store
+from patchtwin.bus import make_broker
+from patchtwin.runtime import DockerRuntime
+from patchtwin.settings import Settings
+from patchtwin.stage import Stage
+from schemas.topics import Topic
+
+SERVICES = ("provisioner", "executor", "prober", "analyzer", "janitor")
+log = logging.getLogger("patchtwin.app")
+
+
+async def ensure_topics(settings: Settings, partitions: int = 4) -> None:
+    """Creates the contract's topics up front, so consumers never wait on auto-creation."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [settings.topic(t.value) for t in Topic if settings.topic(t.value) not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
+                )
+    finally:
+        await admin.close()
+
+
+def _router_for(name: str, stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+    if name == "provisioner":
+        from services.provisioner.router import build_router
+
+        return build_router(stage, runtime)
+    if name == "executor":
+        from services.executor.router import build_router as build_executor
+
+        return build_executor(stage, runtime)
+    if name == "prober":
+        from services.prober.router import build_router as build_prober
+
+        return build_prober(stage, runtime)
+    if name == "analyzer":
+        from services.analyzer.router import build_router as build_analyzer
+
+        return build_analyzer(stage)
+    if name == "janitor":
+        from services.janitor.router import build_router as build_janitor
+
+        return build_janitor(stage, runtime)
+    raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+
+
+@dataclass
+class App:
+    """One or more services sharing a process (all five under `patchtwin up`)."""
+
+    settings: Settings
+    services: tuple[str, ...] = SERVICES
+    broker: KafkaBroker | None = None
+    pool: asyncpg.Pool | None = None
+    runtime: DockerRuntime | None = None
+    stages: dict[str, Stage] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> App:
+        for name in self.services:
+            if name not in SERVICES:
+                raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+        assert self.settings.database_url, "DATABASE_URL is not set"
+        self.pool = await store.connect(self.settings.database_url)
+        await store.migrate(self.pool)
+        await ensure_topics(self.settings)
+        self.runtime = DockerRuntime(self.settings.docker_url, owner=self.settings.owner)
+        self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
+        for name in self.services:
+            stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
+            self.stages[name] = stage
+            self.broker.include_router(_router_for(name, stage, self.runtime))
+        await self.broker.start()
+        for stage in self.stages.values():
+            stage.start_relay()
+        if "janitor" in self.services:
+            self._tasks.append(asyncio.create_task(self._sweep_forever()))
+        return self
+
+    async def _sweep_forever(self) -> None:
+        from services.janitor.logic import sweep
+
+        assert self.runtime is not None and self.pool is not None
+        while True:
+            try:
+                await sweep(self.runtime, self.pool)
+            except Exception:
+                log.warning("janitor sweep failed", exc_info=True)
+            await asyncio.sleep(self.settings.janitor_interval_s)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for stage in self.stages.values():
+            await stage.stop_relay()
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self.pool is not None:
+            await self.pool.close()

@@ -1,0 +1,174 @@
+"""The `patchtwin` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from patchtwin.app import SERVICES, App, ensure_topics
+from patchtwin.settings import Settings
+
+console = Console(stderr=True)
+EXIT_BY_STATUS = {"passed": 0, "failed": 1, "error": 2}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="patchtwin", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="the whole system on this machine (embedded defaults)")
+    service = commands.add_parser("service", help="run one service")
+    service.add_argument("name", choices=SERVICES)
+    commands.add_parser("init", help="create topics and apply migrations, then exit")
+    images = commands.add_parser("images", help="local base images")
+    images.add_argument("action", choices=["build"])
+    images.add_argument("--release", default="12", choices=["11", "12", "13"])
+    submit = commands.add_parser("submit", help="publish a TwinRequested from a YAML/JSON file")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--wait", action="store_true", help="wait for the verdict; exit 0/1/2")
+    submit.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    submit.add_argument("--timeout", type=float, default=900)
+    commands.add_parser("demo", help="a good and a breaking patch, end to end, then stop")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler = {
+        "up": _up, "service": _service, "init": _init, "images": _images,
+        "submit": _submit, "demo": _demo,
+    }[args.command]
+    sys.exit(asyncio.run(handler(args, Settings())))
+
+
+async def _serve_until_signalled(app: App) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.stop()
+
+
+async def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.embedded import EmbeddedStack
+
+    stack = await EmbeddedStack(settings.state_dir, settings.kafka_bootstrap_servers,
+                                settings.database_url).start()
+    settings = settings.model_copy(update={"kafka_bootstrap_servers": stack.kafka_bootstrap_servers,
+                                           "database_url": stack.database_url})
+    try:
+        app = await App(settings).start()
+        console.print(f"patchtwin is up: KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
+                      f"DATABASE_URL={settings.database_url}")
+        await _serve_until_signalled(app)
+    finally:
+        await stack.stop()
+    return 0
+
+
+async def _service(args: argparse.Namespace, settings: Settings) -> int:
+    app = await App(settings, services=(args.name,)).start()
+    console.print(f"patchtwin {args.name} is running")
+    await _serve_until_signalled(app)
+    return 0
+
+
+async def _init(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin import store
+
+    await ensure_topics(settings)
+    assert settings.database_url, "DATABASE_URL is not set"
+    pool = await store.connect(settings.database_url)
+    try:
+        applied = await store.migrate(pool)
+    finally:
+        await pool.close()
+    console.print(f"topics ready; migrations applied: {applied or 'none needed'}")
+    return 0
+
+
+async def _images(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.images import build_base, build_web
+    from patchtwin.runtime import DockerRuntime
+
+    runtime = DockerRuntime(settings.docker_url)
+    try:
+        refs = [await build_base(args.release, runtime, settings.state_dir)]
+        if args.release == "12":
+            refs.append(await build_web("12", runtime, settings.state_dir))
+    finally:
+        await runtime.close()
+    console.print("images ready: " + ", ".join(refs))
+    return 0
+
+
+def load_request(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a request object")
+    return data
+
+
+async def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.client import submit, wait_for_verdict
+    from patchtwin.demo import print_verdict
+
+    try:
+        request = load_request(args.file)
+        run_id = await submit(settings, request)
+    except (ValidationError, ValueError, OSError) as exc:
+        console.print(f"[red]INVALID_REQUEST[/]: {exc}")
+        return 2
+    console.print(f"submitted run {run_id}")
+    if not args.wait:
+        print(run_id)
+        return 0
+    verdict = await wait_for_verdict(settings, run_id, timeout_s=args.timeout)
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+    else:
+        print_verdict(Console(), verdict)
+    return EXIT_BY_STATUS[verdict.status.value]
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import tempfile
+
+    from patchtwin.demo import run_demo
+    from patchtwin.embedded import EmbeddedStack
+
+    out = Console()
+    with tempfile.TemporaryDirectory(prefix="patchtwin-demo-") as scratch:
+        stack = await EmbeddedStack(Path(scratch)).start()
+        settings = settings.model_copy(update={
+            "kafka_bootstrap_servers": stack.kafka_bootstrap_servers,
+            "database_url": stack.database_url,
+        })
+        out.print(f"embedded stack up: broker {stack.kafka_bootstrap_servers}, PostgreSQL 18, Docker")
+        app = None
+        try:
+            app = await App(settings).start()
+            return await run_demo(settings, out)
+        finally:
+            if app is not None:
+                await app.stop()
+            with contextlib.suppress(Exception):
+                await stack.stop()
+            out.print("stopped everything the demo started")

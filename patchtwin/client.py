@@ -1,0 +1,119 @@
+"""A scanner's and a ticketing system's view: publish a request, follow it, read its verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from patchtwin.bus import cloudevent_headers
+from patchtwin.settings import Settings
+from schemas import TwinRequested, VerdictIssued
+from schemas.topics import Topic
+
+#: The topics that show a run's progress, in pipeline order.
+PROGRESS_TOPICS = (
+    Topic.TWIN_REQUESTED,
+    Topic.TWIN_READY,
+    Topic.PATCH_APPLIED,
+    Topic.CHECKS_COMPLETED,
+    Topic.RUN_FAILED,
+    Topic.VERDICT_ISSUED,
+    Topic.TWIN_RELEASED,
+)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    topic: Topic
+    run_id: str
+    value: dict[str, Any]
+    timestamp_ms: int
+
+
+async def submit(settings: Settings, request: dict[str, Any]) -> str:
+    """Validates locally (clear errors before anything is sent), publishes, returns the run id."""
+    event = TwinRequested.model_validate(request)
+    payload = dict(request)
+    payload.setdefault("run_id", event.run_id)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        headers = cloudevent_headers(
+            event_id=event.event_id, ce_type=TwinRequested.ce_type(), source="patchtwin/cli",
+            run_id=event.run_id,
+        )
+        await producer.send_and_wait(
+            settings.topic(Topic.TWIN_REQUESTED.value),
+            json.dumps(payload).encode(),
+            key=event.run_id.encode(),
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+    finally:
+        await producer.stop()
+    return event.run_id
+
+
+async def follow(
+    settings: Settings, run_ids: set[str], *, timeout_s: float = 900, until_released: bool = False
+) -> AsyncIterator[RunEvent]:
+    """Every event of the given runs, from the start of each topic, until each has its verdict
+    (or its twin released). Reads by assignment, so no consumer group is joined or changed."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = []
+        for topic in PROGRESS_TOPICS:
+            name = settings.topic(topic.value)
+            for p in consumer.partitions_for_topic(name) or await _partitions(consumer, name):
+                partitions.append(TopicPartition(name, p))
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        by_name = {settings.topic(t.value): t for t in PROGRESS_TOPICS}
+        final = Topic.TWIN_RELEASED if until_released else Topic.VERDICT_ISSUED
+        waiting = set(run_ids)
+        deadline = time.monotonic() + timeout_s
+        while waiting and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    key = record.key.decode() if record.key else None
+                    try:
+                        value = json.loads(record.value)
+                    except (TypeError, ValueError):
+                        continue
+                    run_id = key or (value.get("run_id") if isinstance(value, dict) else None)
+                    if run_id not in run_ids:
+                        continue
+                    topic = by_name[tp.topic]
+                    yield RunEvent(topic, run_id, value, record.timestamp)
+                    if topic is final:
+                        waiting.discard(run_id)
+        if waiting:
+            raise TimeoutError(f"no verdict within {timeout_s:g}s for: {', '.join(sorted(waiting))}")
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(50):
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic} does not exist; is patchtwin running?")
+
+
+async def wait_for_verdict(settings: Settings, run_id: str, timeout_s: float = 900) -> VerdictIssued:
+    async for event in follow(settings, {run_id}, timeout_s=timeout_s):
+        if event.topic is Topic.VERDICT_ISSUED:
+            return VerdictIssued.model_validate(event.value)
+    raise TimeoutError(run_id)

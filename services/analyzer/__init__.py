@@ -1,0 +1,1 @@
+"""ChecksCompleted | RunFailed → VerdictIssued: judge the patch from what was observed."""

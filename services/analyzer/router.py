@@ -1,0 +1,64 @@
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from patchtwin.stage import Stage
+from schemas import ChecksCompleted, Code, Event, RunFailed, Topic, VerdictIssued
+from services.analyzer.logic import judge, judge_failure, store_verdict
+
+E = TypeVar("E", bound=Event)
+
+
+def build_router(stage: Stage) -> KafkaRouter:
+    router = KafkaRouter()
+    router.publisher(stage.topic(Topic.VERDICT_ISSUED), title="verdict.issued", schema=VerdictIssued)
+
+    # Both inputs share one ledger key per run, so whichever arrives first makes the
+    # one verdict and the other is ignored.
+    @router.subscriber(
+        stage.topic(Topic.CHECKS_COMPLETED),
+        group_id=stage.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="checks.completed:analyzer",
+    )
+    async def on_checks_completed(message: KafkaMessage) -> None:
+        completed = await stage.receive(message, ChecksCompleted)
+        if completed is None:
+            return
+        await stage.handle(
+            completed, _safely(judge, completed), key=completed.run_id, record=store_verdict
+        )
+
+    @router.subscriber(
+        stage.topic(Topic.RUN_FAILED),
+        group_id=stage.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="run.failed:analyzer",
+    )
+    async def on_run_failed(message: KafkaMessage) -> None:
+        failed = await stage.receive(message, RunFailed)
+        if failed is None:
+            return
+        await stage.handle(
+            failed, _safely(judge_failure, failed), key=failed.run_id, record=store_verdict
+        )
+
+    return router
+
+
+def _safely(judge_fn: Callable[[E], VerdictIssued], event: E) -> Callable[[], Awaitable[VerdictIssued]]:
+    """The analyzer is the last stage: even its own fault must end in a verdict, not a RunFailed."""
+
+    async def work() -> VerdictIssued:
+        try:
+            return judge_fn(event)
+        except Exception as exc:
+            return judge_failure(RunFailed(run_id=event.run_id, stage="analyzer",
+                                           code=Code.INTERNAL_ERROR, message=f"{type(exc).__name__}: {exc}"))
+
+    return work

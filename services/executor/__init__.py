@@ -1,0 +1,1 @@
+"""TwinReady → PatchApplied: run the patch in the twin and record exactly how it ended."""

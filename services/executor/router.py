@@ -1,0 +1,36 @@
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from patchtwin.runtime import DockerRuntime
+from patchtwin.stage import Stage
+from schemas import PatchApplied, Topic, TwinReady
+from services.executor.logic import apply_patch, interrupted
+
+
+def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+    router = KafkaRouter()
+    router.publisher(stage.topic(Topic.PATCH_APPLIED), title="patch.applied", schema=PatchApplied)
+
+    @router.subscriber(
+        stage.topic(Topic.TWIN_READY),
+        group_id=stage.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="twin.ready:executor",
+    )
+    async def on_twin_ready(message: KafkaMessage) -> None:
+        ready = await stage.receive(message, TwinReady)
+        if ready is None:
+            return
+        request = ready.context.request
+        context = {"asset_id": request.asset.id, "patch_id": request.patch.id,
+                   "keep_twin": request.keep_twin, "timeline": ready.context.timeline}
+        await stage.handle(
+            ready,
+            lambda: apply_patch(ready, runtime, stage.settings),
+            on_resume=lambda: interrupted(ready, stage),
+            context=context,
+        )
+
+    return router

@@ -1,0 +1,1 @@
+"""VerdictIssued → TwinReleased: remove the run's twin; reap expired and orphaned twins."""

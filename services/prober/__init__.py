@@ -1,0 +1,1 @@
+"""PatchApplied → ChecksCompleted: run the check suite on the patched twin."""

@@ -1,0 +1,27 @@
+"""Run the same suite as the baseline, on the patched twin, with the same engine."""
+
+from __future__ import annotations
+
+from patchtwin.checks import log_offsets_from, run_suite
+from patchtwin.runtime import DockerRuntime
+from patchtwin.stage import now
+from schemas import ChecksCompleted, PatchApplied, StageSpan
+
+
+async def probe(applied: PatchApplied, runtime: DockerRuntime) -> ChecksCompleted:
+    started = now()
+    context = applied.context
+    after = await run_suite(
+        runtime,
+        context.twin,
+        context.request.checks,
+        rounds=context.request.repeats,
+        log_offsets=log_offsets_from(context.baseline),
+    )
+    span = StageSpan(stage="probe", started_at=started, finished_at=now())
+    return ChecksCompleted(
+        run_id=applied.run_id,
+        context=context.model_copy(update={"timeline": [*context.timeline, span]}),
+        outcome=applied.outcome,
+        after=after,
+    )

@@ -1,0 +1,31 @@
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from patchtwin.runtime import DockerRuntime
+from patchtwin.stage import Stage
+from schemas import ChecksCompleted, PatchApplied, Topic
+from services.prober.logic import probe
+
+
+def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+    router = KafkaRouter()
+    router.publisher(stage.topic(Topic.CHECKS_COMPLETED), title="checks.completed", schema=ChecksCompleted)
+
+    @router.subscriber(
+        stage.topic(Topic.PATCH_APPLIED),
+        group_id=stage.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="patch.applied:prober",
+    )
+    async def on_patch_applied(message: KafkaMessage) -> None:
+        applied = await stage.receive(message, PatchApplied)
+        if applied is None:
+            return
+        request = applied.context.request
+        context = {"asset_id": request.asset.id, "patch_id": request.patch.id,
+                   "keep_twin": request.keep_twin, "timeline": applied.context.timeline}
+        await stage.handle(applied, lambda: probe(applied, runtime), context=context)
+
+    return router

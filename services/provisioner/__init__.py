@@ -1,0 +1,1 @@
+"""TwinRequested → TwinReady: make the twin, start its services, record the baseline."""

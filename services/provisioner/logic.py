@@ -1,0 +1,74 @@
+"""Make a twin like the asset and measure it before anything changes."""
+
+from __future__ import annotations
+
+import shlex
+
+from patchtwin.checks import run_suite
+from patchtwin.exceptions import ImageUnavailable, TwinNotReady
+from patchtwin.images import resolve_image
+from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.settings import Settings
+from patchtwin.stage import now
+from schemas import RunContext, StageSpan, TwinReady, TwinRequested
+from schemas.events import TwinRef
+
+
+async def provision(request: TwinRequested, runtime: DockerRuntime, settings: Settings) -> TwinReady:
+    started = now()
+    image = await resolve_image(request.asset, runtime)
+    if image is None:
+        raise ImageUnavailable(
+            f"no image for {request.asset.platform.os} {request.asset.platform.version}: "
+            "name one in asset.image, or run `patchtwin images build`"
+        )
+    twin = await runtime.create(
+        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s
+    )
+    await start_services(runtime, twin, request.asset.services, settings.readiness_timeout_s)
+    baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
+    return TwinReady(
+        run_id=request.run_id,
+        context=RunContext(
+            request=request,
+            twin=twin,
+            baseline=baseline,
+            timeline=[StageSpan(stage="provision", started_at=started, finished_at=now())],
+        ),
+    )
+
+
+def limits_for(request: TwinRequested, settings: Settings) -> TwinLimits:
+    resources = request.asset.resources
+    if resources is None:
+        return TwinLimits(settings.twin_cpus, settings.twin_memory_mb, settings.twin_pids)
+    return TwinLimits(resources.cpus, resources.memory_mb, resources.pids)
+
+
+_START_AND_WAIT = r"""
+deadline=$(( $(date +%s) + $1 )); shift
+for s in "$@"; do service "$s" start >/dev/null 2>&1 || /etc/init.d/"$s" start >/dev/null 2>&1; done
+while :; do
+  missing=""
+  for s in "$@"; do service "$s" status >/dev/null 2>&1 || missing="$missing $s"; done
+  [ -z "$missing" ] && exit 0
+  [ "$(date +%s)" -ge "$deadline" ] && { echo "not running:$missing"; exit 1; }
+  sleep 0.2
+done
+"""
+
+
+async def start_services(
+    runtime: DockerRuntime, twin: TwinRef, services: list[str], timeout_s: float
+) -> None:
+    """Starts the asset's services and waits until each reports running (one exec)."""
+    if not services:
+        return
+    argv = ["bash", "-c", _START_AND_WAIT, "start", str(int(timeout_s)), *services]
+    result = await runtime.exec(twin, argv, timeout_s=timeout_s + 10)
+    if result.exit_code != 0:
+        missing = result.stdout.decode(errors="replace").strip() or "services did not start"
+        raise TwinNotReady(
+            f"twin not ready after {timeout_s:g}s: {missing}",
+            details={"services": services, "output": shlex.quote(missing)[:500]},
+        )

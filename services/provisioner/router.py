@@ -1,0 +1,33 @@
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from patchtwin.runtime import DockerRuntime
+from patchtwin.stage import Stage
+from schemas import TwinRequested, TwinReady, Topic
+from services.provisioner.logic import provision
+
+
+def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+    router = KafkaRouter()
+    router.publisher(stage.topic(Topic.TWIN_READY), title="twin.ready", schema=TwinReady)
+
+    @router.subscriber(
+        stage.topic(Topic.TWIN_REQUESTED),
+        group_id=stage.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="twin.requested:provisioner",
+    )
+    async def on_twin_requested(message: KafkaMessage) -> None:
+        request = await stage.receive(message, TwinRequested)
+        if request is None:
+            return
+        await stage.handle(
+            request,
+            lambda: provision(request, runtime, stage.settings),
+            context={"asset_id": request.asset.id, "patch_id": request.patch.id,
+                     "keep_twin": request.keep_twin},
+        )
+
+    return router
