@@ -70,8 +70,7 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
 
     stack = await EmbeddedStack(settings.state_dir, settings.kafka_bootstrap_servers,
                                 settings.database_url).start()
-    settings = settings.model_copy(update={"kafka_bootstrap_servers": stack.kafka_bootstrap_servers,
-                                           "database_url": stack.database_url})
+    settings = stack.configure(settings)
     try:
         app = await App(settings).start()
         console.print(f"patchtwin is up: KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
@@ -157,10 +156,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     out = Console()
     with tempfile.TemporaryDirectory(prefix="patchtwin-demo-") as scratch:
         stack = await EmbeddedStack(Path(scratch)).start()
-        settings = settings.model_copy(update={
-            "kafka_bootstrap_servers": stack.kafka_bootstrap_servers,
-            "database_url": stack.database_url,
-        })
+        settings = stack.configure(settings)
         out.print(f"embedded stack up: broker {stack.kafka_bootstrap_servers}, PostgreSQL 18, Docker")
         app = None
         try:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchtwin.settings import Settings
+
 log = logging.getLogger("patchtwin.embedded")
 
 
@@ -129,6 +131,16 @@ class EmbeddedStack:
             self.database = EmbeddedDatabase(self.state_dir / "pgdata")
             self.database_url = await asyncio.to_thread(self.database.start)
         return self
+
+    def configure(self, settings: Settings) -> Settings:
+        """The settings with the started parts filled in (and the embedded broker's timings)."""
+        update: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "database_url": self.database_url,
+        }
+        if self.broker is not None:
+            update |= {"kafka_session_timeout_ms": 2_000, "kafka_heartbeat_interval_ms": 300}
+        return settings.model_copy(update=update)
 
     async def stop(self) -> None:
         if self.broker is not None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import stamina
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
@@ -59,6 +60,17 @@ class Stage:
 
     def topic(self, topic: Topic) -> str:
         return self.settings.topic(topic.value)
+
+    def subscription(self) -> dict[str, Any]:
+        """How every stage consumes: its own group, from the earliest offset for a new group,
+        committing only after the handler finished (a crash means redelivery, not loss)."""
+        return {
+            "group_id": self.group_id,
+            "auto_offset_reset": "earliest",
+            "ack_policy": AckPolicy.NACK_ON_ERROR,
+            "session_timeout_ms": self.settings.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": self.settings.kafka_heartbeat_interval_ms,
+        }
 
     # -- receiving ---------------------------------------------------------------------------
 

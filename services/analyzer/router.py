@@ -1,7 +1,6 @@
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
@@ -16,37 +15,27 @@ def build_router(stage: Stage) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.VERDICT_ISSUED), title="verdict.issued", schema=VerdictIssued)
 
-    # Both inputs share one ledger key per run, so whichever arrives first makes the
-    # one verdict and the other is ignored.
+    # One consumer for both inputs (two in one group would rebalance each other), and one
+    # ledger key per run: whichever input arrives first makes the verdict, the other is ignored.
     @router.subscriber(
         stage.topic(Topic.CHECKS_COMPLETED),
-        group_id=stage.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title="checks.completed:analyzer",
-    )
-    async def on_checks_completed(message: KafkaMessage) -> None:
-        completed = await stage.receive(message, ChecksCompleted)
-        if completed is None:
-            return
-        await stage.handle(
-            completed, _safely(judge, completed), key=completed.run_id, record=store_verdict
-        )
-
-    @router.subscriber(
         stage.topic(Topic.RUN_FAILED),
-        group_id=stage.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title="run.failed:analyzer",
+        **stage.subscription(),
+        title="checks.completed+run.failed:analyzer",
     )
-    async def on_run_failed(message: KafkaMessage) -> None:
-        failed = await stage.receive(message, RunFailed)
-        if failed is None:
+    async def on_checks_completed_or_run_failed(message: KafkaMessage) -> None:
+        if message.raw_message.topic == stage.topic(Topic.RUN_FAILED):
+            failed = await stage.receive(message, RunFailed)
+            if failed is not None:
+                await stage.handle(
+                    failed, _safely(judge_failure, failed), key=failed.run_id, record=store_verdict
+                )
             return
-        await stage.handle(
-            failed, _safely(judge_failure, failed), key=failed.run_id, record=store_verdict
-        )
+        completed = await stage.receive(message, ChecksCompleted)
+        if completed is not None:
+            await stage.handle(
+                completed, _safely(judge, completed), key=completed.run_id, record=store_verdict
+            )
 
     return router
 

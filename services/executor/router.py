@@ -1,4 +1,3 @@
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
@@ -14,9 +13,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
 
     @router.subscriber(
         stage.topic(Topic.TWIN_READY),
-        group_id=stage.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **stage.subscription(),
         title="twin.ready:executor",
     )
     async def on_twin_ready(message: KafkaMessage) -> None:

@@ -1,4 +1,3 @@
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
@@ -14,9 +13,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
 
     @router.subscriber(
         stage.topic(Topic.VERDICT_ISSUED),
-        group_id=stage.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **stage.subscription(),
         title="verdict.issued:janitor",
     )
     async def on_verdict_issued(message: KafkaMessage) -> None:

@@ -1,4 +1,3 @@
-from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
@@ -14,9 +13,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
 
     @router.subscriber(
         stage.topic(Topic.PATCH_APPLIED),
-        group_id=stage.group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **stage.subscription(),
         title="patch.applied:prober",
     )
     async def on_patch_applied(message: KafkaMessage) -> None:

@@ -1,0 +1,67 @@
+"""Fixtures: the real broker (Tansu), database (PostgreSQL 18) and Docker engine, started
+the way `patchtwin up` starts them, once per test session."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from patchtwin.app import App
+from patchtwin.embedded import EmbeddedStack
+from patchtwin.images import ensure_demo_images
+from patchtwin.runtime import DockerRuntime
+from patchtwin.settings import Settings
+
+ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts or "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[EmbeddedStack]:
+    with tempfile.TemporaryDirectory(prefix="patchtwin-test-") as scratch:
+        started = await EmbeddedStack(Path(scratch)).start()
+        try:
+            yield started
+        finally:
+            await started.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack) -> Settings:
+    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30))
+
+
+@pytest.fixture(scope="session")
+async def images(settings: Settings) -> list[str]:
+    runtime = DockerRuntime()
+    try:
+        return await ensure_demo_images(runtime, Settings().state_dir)
+    finally:
+        await runtime.close()
+
+
+@pytest.fixture(scope="session")
+async def pipeline(settings: Settings, images: list[str]) -> AsyncIterator[App]:
+    """All five services, as under `patchtwin up`."""
+    app = await App(settings).start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[DockerRuntime]:
+    docker = DockerRuntime()
+    try:
+        yield docker
+    finally:
+        await docker.close()
