@@ -37,7 +37,7 @@ class Event(BaseModel):
 
     event_id: str = Field(default_factory=_new_id)
     run_id: str = Field(pattern=RUN_ID_PATTERN)
-    schema_version: Literal["1"] = SCHEMA_VERSION
+    schema_version: Literal["1"] = "1"
     occurred_at: datetime = Field(default_factory=_now)
 
     @classmethod
