@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         "up": _up, "service": _service, "init": _init, "images": _images,
         "submit": _submit, "demo": _demo,
     }[args.command]
-    sys.exit(asyncio.run(handler(args, Settings())))
+    sys.exit(asyncio.run(handler(args, with_running_endpoints(Settings()))))
 
 
 async def _serve_until_signalled(app: App) -> None:
@@ -65,18 +65,37 @@ async def _serve_until_signalled(app: App) -> None:
     await app.stop()
 
 
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def with_running_endpoints(settings: Settings) -> Settings:
+    """Fills in the broker and database of a running `patchtwin up` when none is configured,
+    so `submit` and friends need no environment on the same machine."""
+    path = settings.state_dir / ENDPOINTS_FILE
+    if settings.kafka_bootstrap_servers or not path.exists():
+        return settings
+    running = json.loads(path.read_text())
+    return settings.model_copy(update={
+        "kafka_bootstrap_servers": running["kafka_bootstrap_servers"],
+        "database_url": settings.database_url or running["database_url"]})
+
+
 async def _up(args: argparse.Namespace, settings: Settings) -> int:
     from patchtwin.embedded import EmbeddedStack
 
     stack = await EmbeddedStack(settings.state_dir, settings.kafka_bootstrap_servers,
                                 settings.database_url).start()
     settings = stack.configure(settings)
+    endpoints = settings.state_dir / ENDPOINTS_FILE
     try:
         app = await App(settings).start()
+        endpoints.write_text(json.dumps({"kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
+                                         "database_url": settings.database_url}))
         console.print(f"patchtwin is up: KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
                       f"DATABASE_URL={settings.database_url}")
         await _serve_until_signalled(app)
     finally:
+        endpoints.unlink(missing_ok=True)
         await stack.stop()
     return 0
 

@@ -85,7 +85,7 @@ async def run_demo(settings: Settings, console: Console) -> int:
         console.print(f"  {elapsed:6.2f}s  {event.run_id:<28} {STAGE_OF[event.topic]}")
         if event.topic is Topic.VERDICT_ISSUED:
             verdicts[event.run_id] = VerdictIssued.model_validate(event.value)
-    for run_id, verdict in verdicts.items():
+    for verdict in verdicts.values():
         print_verdict(console, verdict)
     expected_ok = all(verdicts[r].status.value == want for r, (_, _, want) in runs.items())
     console.print(

@@ -5,8 +5,8 @@ from schemas.codes import MEANING, Code
 from schemas.events import (
     EVENTS,
     SCHEMA_VERSION,
-    CheckVerdict,
     ChecksCompleted,
+    CheckVerdict,
     Classification,
     Event,
     Issue,

@@ -201,9 +201,9 @@ EVENTS: tuple[type[Event], ...] = (
 __all__ = [
     "EVENTS",
     "SCHEMA_VERSION",
-    "ChecksCompleted",
     "CheckResult",
     "CheckVerdict",
+    "ChecksCompleted",
     "Classification",
     "Event",
     "Issue",

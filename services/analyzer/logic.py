@@ -70,7 +70,7 @@ def confidence(
     verdicts: list[CheckVerdict], *, repeats: int, stderr: bool, patch_ended_badly: bool,
     failed: bool,
 ) -> tuple[float, dict[str, float]]:
-    """0–100 and its inputs (README, "Confidence"): every factor is something observed."""
+    """0 to 100 and its inputs (README, "Confidence"): every factor is something observed."""
     total = len(verdicts)
     with_data = sum(1 for v in verdicts if v.baseline != "error" and v.after != "error")
     flaky = sum(1 for v in verdicts if v.classification is Classification.FLAKY)

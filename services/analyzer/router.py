@@ -24,7 +24,9 @@ def build_router(stage: Stage) -> KafkaRouter:
         title="checks.completed+run.failed:analyzer",
     )
     async def on_checks_completed_or_run_failed(message: KafkaMessage) -> None:
-        if message.raw_message.topic == stage.topic(Topic.RUN_FAILED):
+        record = message.raw_message
+        assert not isinstance(record, tuple), "a single-message subscriber"
+        if record.topic == stage.topic(Topic.RUN_FAILED):
             failed = await stage.receive(message, RunFailed)
             if failed is not None:
                 await stage.handle(

@@ -3,7 +3,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from patchtwin.runtime import DockerRuntime
 from patchtwin.stage import Stage
-from schemas import TwinRequested, TwinReady, Topic
+from schemas import Topic, TwinReady, TwinRequested
 from services.provisioner.logic import provision
 
 

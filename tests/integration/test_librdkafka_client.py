@@ -47,6 +47,7 @@ async def test_librdkafka_client_submits_and_reads_its_verdict(
     run_id = new_run_id("rdkafka")
     request = nginx_request(run_id, "true", checks=[{"type": "port", "port": 80}])
     bootstrap = settings.kafka_bootstrap_servers
+    assert bootstrap
 
     await asyncio.to_thread(_produce, bootstrap, "twin.requested", json.dumps(request).encode())
     [message] = await asyncio.to_thread(_read_verdict, bootstrap, run_id, 120)

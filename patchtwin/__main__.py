@@ -1,0 +1,5 @@
+"""`python -m patchtwin` is the `patchtwin` command."""
+
+from patchtwin.cli import main
+
+main()
