@@ -7,11 +7,11 @@ bootstrap:
 demo: bootstrap
 	.venv/bin/patchtwin demo
 
-test: bootstrap
+test: bootstrap lint
 	.venv/bin/python -m pytest -q
 
 unit:
 	.venv/bin/python -m pytest -q tests/unit
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/mypy patchtwin schemas services
+	.venv/bin/ruff check . && .venv/bin/mypy patchtwin schemas services tests
