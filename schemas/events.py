@@ -163,6 +163,8 @@ class VerdictIssued(Event):
     patch: PatchOutcome | None = None
     confidence_inputs: dict[str, float] = Field(default_factory=dict)
     durations_s: dict[str, float] = Field(default_factory=dict)
+    #: When each stage ran, for finding where the time went (`bench/`, `patchtwin show`).
+    timeline: list[StageSpan] = Field(default_factory=list)
     keep_twin: bool = False
 
 

@@ -98,6 +98,7 @@ def confidence(
 
 
 def judge(completed: ChecksCompleted) -> VerdictIssued:
+    started = now()
     context = completed.context
     request = context.request
     baseline = context.baseline.by_name()
@@ -136,8 +137,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         verdicts, repeats=request.repeats, stderr=bool(completed.outcome.stderr.strip()),
         patch_ended_badly=patch_ended_badly, failed=bool(issues),
     )
-    timeline = [*context.timeline, StageSpan(stage="analyze", started_at=completed.occurred_at,
-                                             finished_at=now())]
+    timeline = [*context.timeline, StageSpan(stage="analyze", started_at=started, finished_at=now())]
     return VerdictIssued(
         run_id=completed.run_id,
         status=status,
@@ -151,6 +151,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         patch=completed.outcome,
         confidence_inputs=inputs,
         durations_s=durations(timeline, request.occurred_at),
+        timeline=timeline,
         keep_twin=request.keep_twin,
     )
 

@@ -1,0 +1,361 @@
+"""Where the time goes, against the physical floor, in one run on one machine.
+
+    .venv/bin/python -m bench.run [--runs 10] [--burst 40] [--out bench/results/latest.json]
+
+Starts `patchtwin up` as its own process (embedded broker, PostgreSQL, the five services), then:
+
+1. the reference scenario `--runs` times, one after another: publish → verdict, by stage;
+2. the floor: the same container work done directly with the Docker API, as many times;
+3. throughput: `--burst` runs published at once;
+4. bus overhead: publish-to-handler-start of every Kafka hop seen in 1 and 3.
+
+Every figure comes from this run; the targets are judged on the ratios, not on absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from patchtwin.checks.engine import build_script
+from patchtwin.client import PROGRESS_TOPICS
+from patchtwin.demo import CHECKS, GOOD_PATCH
+from patchtwin.images import web_ref
+from patchtwin.runtime.docker import LABEL_RUN
+from schemas import TwinRequested
+from schemas.topics import Topic
+
+console = Console()
+RUN_LABEL = LABEL_RUN
+
+
+def reference_request(run_id: str) -> dict[str, Any]:
+    """The reference scenario: Debian 12 nginx twin, a one-line config patch, the contract's
+    seven check families."""
+    return {
+        "run_id": run_id,
+        "asset": {"id": "bench-web", "platform": {"os": "debian", "version": "12"},
+                  "image": web_ref("12"), "services": ["nginx"]},
+        "patch": {"id": "P-BENCH", "script": GOOD_PATCH, "timeout_s": 120},
+        "checks": CHECKS,
+    }
+
+
+# -- the system under test, in its own process ------------------------------------------------
+
+
+@dataclass
+class Services:
+    process: subprocess.Popen[bytes]
+    bootstrap: str
+
+    @classmethod
+    def start(cls, state_dir: Path) -> Services:
+        env = {**os.environ, "PATCHTWIN_STATE_DIR": str(state_dir)}
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        env.pop("DATABASE_URL", None)
+        log = (state_dir / "up.log").open("wb")
+        process = subprocess.Popen([sys.executable, "-m", "patchtwin", "up"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        endpoints = state_dir / "endpoints.json"
+        deadline = time.monotonic() + 180
+        while not endpoints.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"patchtwin up did not start; see {state_dir / 'up.log'}")
+            time.sleep(0.2)
+        return cls(process, json.loads(endpoints.read_text())["kafka_bootstrap_servers"])
+
+    def memory_mb(self, field_name: str = "VmRSS") -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# -- watching the topics ----------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """What a client can observe of one run."""
+
+    published: float = 0.0
+    events: dict[Topic, dict[str, Any]] = field(default_factory=dict)
+    received: dict[Topic, float] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Collector:
+    """One consumer on every progress topic, by assignment from the current end."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.runs: dict[str, Seen] = defaultdict(Seen)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._task: asyncio.Task[None] | None = None
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._producer.start()
+        partitions = []
+        for topic in PROGRESS_TOPICS:
+            found = self._consumer.partitions_for_topic(topic.value)
+            while not found:
+                await self._consumer._client.force_metadata_update()
+                found = self._consumer.partitions_for_topic(topic.value)
+                await asyncio.sleep(0.1)
+            partitions += [TopicPartition(topic.value, p) for p in found]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve the end offsets now, not on the first publish
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        while True:
+            for tp, records in (await self._consumer.getmany(timeout_ms=100)).items():
+                for record in records:
+                    run_id = record.key.decode() if record.key else ""
+                    seen = self.runs[run_id]
+                    topic = Topic(tp.topic)
+                    seen.events[topic] = json.loads(record.value)
+                    seen.received[topic] = time.time()
+                    if {Topic.VERDICT_ISSUED, Topic.TWIN_RELEASED} <= seen.events.keys():
+                        seen.done.set()
+
+    async def submit(self, request: dict[str, Any]) -> Seen:
+        seen = self.runs[request["run_id"]]
+        seen.published = time.time()
+        await self._producer.send_and_wait(Topic.TWIN_REQUESTED.value, json.dumps(request).encode())
+        return seen
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+        await self._producer.stop()
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def breakdown(seen: Seen) -> dict[str, float]:
+    """Seconds per stage of one run, from the spans the services record in the events."""
+    verdict = seen.events[Topic.VERDICT_ISSUED]
+    completed = seen.events.get(Topic.CHECKS_COMPLETED, {})
+    spans = {s["stage"]: s for s in completed.get("context", {}).get("timeline", [])}
+    if "analyze" not in spans and verdict.get("timeline"):
+        spans.update({s["stage"]: s for s in verdict["timeline"]})
+    out: dict[str, float] = {"end_to_end": seen.received[Topic.VERDICT_ISSUED] - seen.published}
+    first = min((_ts(s["started_at"]) for s in spans.values()), default=seen.published)
+    out["queue_wait"] = first - seen.published
+    for stage, span in spans.items():
+        out[stage] = _ts(span["finished_at"]) - _ts(span["started_at"])
+    if Topic.TWIN_RELEASED in seen.events:
+        out["teardown"] = _ts(seen.events[Topic.TWIN_RELEASED]["occurred_at"]) - _ts(verdict["occurred_at"])
+    return out
+
+
+def hops(seen: Seen) -> list[float]:
+    """Publish-to-handler-start of each hop between stages: the previous stage's end (its event
+    written to the outbox and published) to the next stage's start."""
+    verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
+    timeline = verdict.get("timeline") or seen.events.get(Topic.CHECKS_COMPLETED, {}).get(
+        "context", {}).get("timeline", [])
+    ordered = sorted(timeline, key=lambda s: s["started_at"])
+    return [_ts(b["started_at"]) - _ts(a["finished_at"]) for a, b in itertools.pairwise(ordered)]
+
+
+# -- the floor --------------------------------------------------------------------------------
+
+
+async def floor_once(docker: aiodocker.Docker, image: str) -> float:
+    """The same container work with the Docker API and nothing else: create and start a twin,
+    start nginx, exec the patch, one exec with the same checks, remove."""
+    script = build_script(TwinRequested.model_validate(reference_request("floor")).checks)
+    started = time.perf_counter()
+    container = await docker.containers.create(
+        config={"Image": image, "Cmd": ["sleep", "infinity"],
+                "HostConfig": {"NetworkMode": "none", "Init": True}},
+        name=f"patchtwin-floor-{uuid.uuid4().hex[:8]}")
+    try:
+        await container.start()
+        for argv in (["service", "nginx", "start"], ["sh", "-c", GOOD_PATCH], ["bash", "-c", script]):
+            execution = await container.exec(argv)
+            async with execution.start(detach=False) as stream:
+                while await stream.read_out() is not None:
+                    pass
+    finally:
+        await container.delete(force=True)
+    return time.perf_counter() - started
+
+
+# -- the scenarios ----------------------------------------------------------------------------
+
+
+async def reference(collector: Collector, runs: int) -> list[Seen]:
+    results = []
+    for i in range(runs + 1):  # the first warms caches and is not counted
+        seen = await collector.submit(reference_request(f"bench-ref-{uuid.uuid4().hex[:8]}"))
+        await asyncio.wait_for(seen.done.wait(), 300)
+        if i:
+            results.append(seen)
+    return results
+
+
+async def twins_alive(docker: aiodocker.Docker) -> int:
+    return len(await docker.containers.list(filters={"label": [RUN_LABEL]}))
+
+
+async def throughput(collector: Collector, services: Services, docker: aiodocker.Docker,
+                     burst: int) -> dict[str, Any]:
+    requests = [reference_request(f"bench-burst-{uuid.uuid4().hex[:8]}") for _ in range(burst)]
+    peak_twins, peak_rss = 0, 0.0
+    started = time.time()
+    seen = await asyncio.gather(*(collector.submit(r) for r in requests))
+    pending = [s.done.wait() for s in seen]
+    waiter = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(*pending), 900))
+    while not waiter.done():
+        peak_twins = max(peak_twins, await twins_alive(docker))
+        peak_rss = max(peak_rss, services.memory_mb())
+        await asyncio.sleep(0.25)
+    await waiter
+    last_verdict = max(s.received[Topic.VERDICT_ISSUED] for s in seen)
+    statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in seen]
+    elapsed = last_verdict - started
+    return {
+        "runs": burst,
+        "elapsed_s": round(elapsed, 2),
+        "runs_per_minute": round(burst / elapsed * 60, 1),
+        "errors": statuses.count("error"),
+        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "max_twins_alive": peak_twins,
+        "services_peak_rss_mb": round(max(peak_rss, services.memory_mb("VmHWM")), 1),
+        "hops": [h for s in seen for h in hops(s)],
+    }
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _p95(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="patchtwin-bench-") as scratch:
+        services = await asyncio.to_thread(Services.start, Path(scratch))
+        docker = aiodocker.Docker()
+        collector = Collector(services.bootstrap)
+        try:
+            await collector.start()
+            console.print(f"reference scenario: {args.runs} runs, one after another")
+            ref = await reference(collector, args.runs)
+            console.print(f"floor: {args.runs} runs with the Docker API directly")
+            floor = [await floor_once(docker, web_ref("12")) for _ in range(args.runs)]
+            console.print(f"throughput: {args.burst} runs at once")
+            burst = await throughput(collector, services, docker, args.burst)
+        finally:
+            await collector.stop()
+            await docker.close()
+            await asyncio.to_thread(services.stop)
+    stages = [breakdown(s) for s in ref]
+    stage_names = [k for k in stages[0]] if stages else []
+    ref_hops = [h for s in ref for h in hops(s)]
+    all_hops = ref_hops + burst.pop("hops")
+    e2e = [s["end_to_end"] for s in stages]
+    ref_statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in ref]
+    return {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "reference": {
+            "runs": len(ref), "statuses": {s: ref_statuses.count(s) for s in set(ref_statuses)},
+            "stages": {name: {"median_s": round(_median([s.get(name, 0) for s in stages]), 3),
+                              "p95_s": round(_p95([s.get(name, 0) for s in stages]), 3)}
+                       for name in stage_names},
+        },
+        "floor": {"median_s": round(_median(floor), 3), "p95_s": round(_p95(floor), 3)},
+        "ratio_to_floor": round(_median(e2e) / _median(floor), 2),
+        "throughput": burst,
+        "bus_hop": {"count": len(all_hops), "median_ms": round(1000 * _median(all_hops), 1),
+                    "p95_ms": round(1000 * _p95(all_hops), 1)},
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    table = Table(title="reference scenario (seconds)")
+    for column in ("stage", "median", "p95"):
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    for name, figures in result["reference"]["stages"].items():
+        table.add_row(name, f"{figures['median_s']:.3f}", f"{figures['p95_s']:.3f}")
+    table.add_row("floor (Docker API)", f"{result['floor']['median_s']:.3f}",
+                  f"{result['floor']['p95_s']:.3f}")
+    console.print(table)
+    t, hop = result["throughput"], result["bus_hop"]
+    targets = [
+        ("median end-to-end / floor", f"{result['ratio_to_floor']:.2f}", "≤ 1.5",
+         result["ratio_to_floor"] <= 1.5),
+        ("bus hop median", f"{hop['median_ms']:.1f} ms (p95 {hop['p95_ms']:.1f})", "≤ 20 ms",
+         hop["median_ms"] <= 20),
+        (f"throughput, {t['runs']} at once", f"{t['runs_per_minute']:.1f} runs/min, {t['errors']} errors",
+         "≥ 30/min, 0 errors", t["runs_per_minute"] >= 30 and t["errors"] == 0),
+    ]
+    summary = Table(title="targets")
+    for column in ("figure", "measured", "target", "met"):
+        summary.add_column(column)
+    for name, measured, target, met in targets:
+        summary.add_row(name, measured, target, "[green]yes[/]" if met else "[red]no[/]")
+    console.print(summary)
+    console.print(f"most twins alive at once: {t['max_twins_alive']}; services' peak RSS: "
+                  f"{t['services_peak_rss_mb']} MB; statuses: {t['statuses']}")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    args = parser.parse_args()
+    result = asyncio.run(main(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    show(result)
+    console.print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    cli()
