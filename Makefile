@@ -14,4 +14,4 @@ unit:
 	.venv/bin/python -m pytest -q tests/unit
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/mypy patchtwin schemas services tests
+	.venv/bin/ruff check . && .venv/bin/mypy patchtwin schemas services tests bench
