@@ -109,7 +109,7 @@ class ServiceCheck(_CheckBase):
     """A service's state through the manager the twin actually has (detected in the twin)."""
 
     type: Literal["service"] = "service"
-    service: str = Field(default="", max_length=128)
+    service: str = Field(default="", max_length=128, validate_default=True)
     state: Literal["running", "stopped"] | None = "running"
     enabled: bool | None = Field(default=None, description="also require the service to start at boot (or not)")
     manager: Literal["auto", "systemd", "sysv", "supervisor", "runit", "openrc"] = "auto"
@@ -225,7 +225,7 @@ class PackageCheck(_CheckBase):
     ordering of the twin's package manager (Debian's for dpkg, rpm's for rpm)."""
 
     type: Literal["package"] = "package"
-    package: str = Field(default="", max_length=256)
+    package: str = Field(default="", max_length=256, validate_default=True)
     version: str | None = Field(default=None, max_length=256)
     installed: bool = True
 
@@ -348,7 +348,7 @@ class PerformanceCheck(_CheckBase):
     samples: int = Field(default=50, ge=1, le=1000)
     statistic: Literal["p50", "p95", "max"] = "p95"
     max_ms: float | None = Field(default=None, gt=0)
-    max_ratio: float | None = Field(default=None, gt=0, description="limit = baseline's statistic × this")
+    max_ratio: float | None = Field(default=None, gt=0, description="limit = baseline's statistic times this")
     slack_ms: float = Field(default=5.0, ge=0, description="a relative limit is never tighter than baseline + this")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="one sample's time limit")
 
@@ -357,7 +357,7 @@ class PerformanceCheck(_CheckBase):
         if (self.url is None) == (self.run is None):
             raise ValueError("a performance check needs exactly one of `url` (HTTP) or `run` (command)")
         if self.samples * self.timeout_s > 600:
-            raise ValueError(f"`samples` × `timeout_s` = {self.samples * self.timeout_s:g}s; at most 600s")
+            raise ValueError(f"`samples` * `timeout_s` = {self.samples * self.timeout_s:g}s; at most 600s")
         return self
 
     def default_name(self) -> str:
@@ -383,6 +383,19 @@ Check = Annotated[
 CHECK_FAMILIES: tuple[str, ...] = (
     "port", "service", "http", "process", "package", "log", "command", "file", "performance",
 )
+
+
+def unique_names(checks: list[Any]) -> list[Any]:
+    """Results are matched to checks by name (baseline vs after): two checks may not share one."""
+    seen: dict[str, int] = {}
+    for index, check in enumerate(checks):
+        name = getattr(check, "name", None) or ""
+        if name in seen:
+            raise ValueError(
+                f"checks {seen[name]} and {index} are both named {name!r}: give one a distinct `name`"
+            )
+        seen[name] = index
+    return checks
 
 
 class CheckStatus(StrEnum):

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from patchtwin.checks.versions import ORDERINGS, satisfies
-from patchtwin.runtime.docker import ExecResult
+from patchtwin.runtime.base import ExecResult
 from schemas.checks import (
     Check,
     CheckResult,
@@ -236,7 +236,7 @@ def _judge_performance(check: PerformanceCheck, result: CheckResult, baseline: C
         limit = max(before * check.max_ratio, before + check.slack_ms)
         ev["baseline_ms"] = before
         ev["relative_limit_ms"] = round(limit, 3)
-        limits.append((limit, f"{limit:.1f} ms (baseline {before:g} ms × {check.max_ratio:g})"))
+        limits.append((limit, f"{limit:.1f} ms (baseline {before:g} ms x {check.max_ratio:g})"))
     summary = f"{check.statistic} {observed:.1f} ms over {len(samples)} samples"
     broken = [text for limit, text in limits if observed > limit]
     if broken:
@@ -283,9 +283,9 @@ class _Runner:
         """A log check without baseline marks takes its marks from its first round."""
         for i, result in results.items():
             check = self.checks[i]
-            if isinstance(check, LogCheck) and self.context.marks.get(check.name or "") is None:
-                if result.status is not CheckStatus.ERROR:
-                    self.context.marks[check.name or ""] = result.evidence.get("files", [])
+            if (isinstance(check, LogCheck) and self.context.marks.get(check.name or "") is None
+                    and result.status is not CheckStatus.ERROR):
+                self.context.marks[check.name or ""] = result.evidence.get("files", [])
 
     async def ready(self, started: float) -> dict[int, CheckResult]:
         """The first repeat: every check once, then failing ones again as their retries allow."""
