@@ -83,7 +83,9 @@ class App:
         self.pool = await store.connect(self.settings.database_url)
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
-        self.runtime = DockerRuntime(self.settings.docker_url, owner=self.settings.owner)
+        self.runtime = DockerRuntime(
+            self.settings.docker_url, owner=self.settings.owner, instance=self.settings.instance
+        )
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
             stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
@@ -102,7 +104,7 @@ class App:
         assert self.runtime is not None and self.pool is not None
         while True:
             try:
-                await sweep(self.runtime, self.pool)
+                await sweep(self.runtime, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
             except Exception:
                 log.warning("janitor sweep failed", exc_info=True)
             await asyncio.sleep(self.settings.janitor_interval_s)
