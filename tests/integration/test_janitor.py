@@ -7,7 +7,7 @@ import uuid
 from patchtwin.app import App
 from patchtwin.images import base_ref
 from patchtwin.runtime import DockerRuntime, TwinLimits
-from patchtwin.runtime.docker import LABEL_INSTANCE
+from patchtwin.runtime.base import LABEL_INSTANCE
 from patchtwin.settings import Settings
 from services.janitor.logic import sweep
 
