@@ -2,16 +2,16 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from patchtwin.capacity import TwinGate
-from patchtwin.runtime import DockerRuntime
-from patchtwin.runtime.docker import LABEL_RUN
+from patchtwin.runtime import Runtimes
+from patchtwin.runtime.base import LABEL_RUN
 from patchtwin.stage import Stage
 from schemas import Topic, TwinReady, TwinRequested
 from services.provisioner.logic import provision
 
 
-def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
-    gate = twin_gate(stage, runtime)
+    gate = twin_gate(stage, runtimes)
     router.publisher(stage.topic(Topic.TWIN_READY), title="twin.ready", schema=TwinReady)
 
     @router.subscriber(
@@ -26,7 +26,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
 
         async def admitted() -> TwinReady:
             async with gate.admit(request.run_id):
-                return await provision(request, runtime, stage.settings)
+                return await provision(request, runtimes.get(request.asset.runtime), stage.settings)
 
         await stage.handle(
             request,
@@ -38,10 +38,15 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
     return router
 
 
-def twin_gate(stage: Stage, runtime: DockerRuntime) -> TwinGate:
-    """Back-pressure on twins alive, counted from the engine (they outlive this handler)."""
+def twin_gate(stage: Stage, runtimes: Runtimes) -> TwinGate:
+    """Back-pressure on twins alive in every runtime, counted from the engines (twins outlive
+    this handler)."""
 
     async def alive_runs() -> set[str]:
-        return {twin["labels"].get(LABEL_RUN, twin["name"]) for twin in await runtime.list_ours()}
+        return {
+            twin["labels"].get(LABEL_RUN, twin["name"])
+            for runtime in runtimes.all()
+            for twin in await runtime.list_ours()
+        }
 
     return TwinGate(stage.settings.twin_limit(), alive_runs)
