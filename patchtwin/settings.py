@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     #: How long the broker may hold a fetch for lack of data. The default of Apache Kafka
     #: clients (500 ms) became most of each hop's latency; 20 ms costs a few idle fetches.
     kafka_fetch_max_wait_ms: int = 20
+    #: Names this deployment on a shared Docker engine: twins are labelled with it, and the
+    #: janitor only ever lists and removes twins of its own instance.
+    instance: str = Field(default="default", min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
     # transient-failure retries (broker, database, Docker busy)
     retry_attempts: int = 4
@@ -58,6 +61,8 @@ class Settings(BaseSettings):
 
     # janitor
     janitor_interval_s: float = 60.0
+    #: A twin of this instance whose run the database does not know is removed once this old.
+    janitor_orphan_grace_s: float = 600.0
 
     def twin_limit(self) -> int:
         from patchtwin.capacity import default_max_twins
