@@ -132,7 +132,7 @@ pt_service_manager() { # name wanted → PT_MGR
 }
 
 pt_service() { # idx name want_state(running|stopped|-) want_enabled(1|0|-) manager
-  local idx=$1 name=$2 want=$3 want_en=$4 out="" rc=4 state=unknown enabled=unknown
+  local idx=$1 name=$2 want=$3 want_en=$4 out="" rc=4 state=unknown enabled=unknown f
   pt_service_manager "$name" "$5"
   case $PT_MGR in
     systemd)
@@ -153,12 +153,16 @@ pt_service() { # idx name want_state(running|stopped|-) want_enabled(1|0|-) mana
     openrc)
       out=$(timeout 10 rc-service "$name" status 2>&1); rc=$?
       [ $rc = 0 ] && state=running || state=stopped
-      [ -n "$(ls /etc/runlevels/*/"$name" 2>/dev/null)" ] && enabled=true || enabled=false ;;
+      set +f
+      [ -n "$(ls /etc/runlevels/*/"$name" 2>/dev/null)" ] && enabled=true || enabled=false
+      set -f ;;
     sysv)
       out=$(timeout 10 "/etc/init.d/$name" status 2>&1 </dev/null); rc=$?
       case $rc in 0) state=running ;; 1|2|3) state=stopped ;; *) state=unknown ;; esac
       enabled=false
-      for f in /etc/rc[2345].d/S[0-9][0-9]"$name"; do [ -e "$f" ] && enabled=true; done ;;
+      set +f
+      for f in /etc/rc[2345].d/S[0-9][0-9]"$name"; do [ -e "$f" ] && enabled=true; done
+      set -f ;;
     none) out="no service manager in the twin knows $name" ;;
   esac
   local st=passed msg="service $name is $state"
