@@ -69,10 +69,11 @@ async def _one(docker: DockerRuntime, twin: TwinRef, spec: dict[str, Any]) -> Ch
 
 # -- one exec per round ---------------------------------------------------------------------------
 
-TWENTY = [
+TWENTY: list[dict[str, Any]] = [
     {"type": "port", "port": 80}, {"type": "port", "port": 80, "family": "ipv4", "connect": True},
     {"type": "port", "port": 80, "family": "ipv6"}, {"type": "service", "name": "nginx"},
-    {"type": "http", "url": "http://127.0.0.1/"}, {"type": "http", "url": "http://127.0.0.1/nope", "expect_status": 404},
+    {"type": "http", "url": "http://127.0.0.1/"},
+    {"type": "http", "url": "http://127.0.0.1/nope", "expect_status": 404},
     {"type": "process", "name": "nginx"}, {"type": "process", "cmdline": "nginx: worker", "user": "www-data"},
     {"type": "package", "name": "openssl"}, {"type": "package", "name": "nginx", "version": ">= 1.22"},
     {"type": "package", "name": "apache2", "installed": False},
