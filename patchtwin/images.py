@@ -12,7 +12,7 @@ from pathlib import Path
 
 from patchtwin.exceptions import ImageUnavailable
 from patchtwin.platforms import PLATFORMS, PlatformSpec
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import TwinRuntime
 
 log = logging.getLogger("patchtwin.images")
 
@@ -57,7 +57,7 @@ def _build_lock(state_dir: Path):  # type: ignore[no-untyped-def]
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-async def build_base(platform: str | PlatformSpec, runtime: DockerRuntime, state_dir: Path) -> str:
+async def build_base(platform: str | PlatformSpec, runtime: TwinRuntime, state_dir: Path) -> str:
     """debootstrap a Debian-family release into a folder and `docker import` it (about 40 s).
 
     `platform` is a Debian version ("12") or any platform spec with a debootstrap suite.
@@ -94,7 +94,7 @@ async def build_base(platform: str | PlatformSpec, runtime: DockerRuntime, state
     return ref
 
 
-async def build_web(version: str, runtime: DockerRuntime, state_dir: Path) -> str:
+async def build_web(version: str, runtime: TwinRuntime, state_dir: Path) -> str:
     """The base plus nginx, for the demo and tests (`docker build` reaches the mirror)."""
     ref = web_ref(version)
     if await runtime.image_exists(ref):
@@ -112,5 +112,5 @@ async def build_web(version: str, runtime: DockerRuntime, state_dir: Path) -> st
     return ref
 
 
-async def ensure_demo_images(runtime: DockerRuntime, state_dir: Path) -> list[str]:
+async def ensure_demo_images(runtime: TwinRuntime, state_dir: Path) -> list[str]:
     return [await build_base("12", runtime, state_dir), await build_web("12", runtime, state_dir)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from patchtwin.exceptions import ImageUnavailable
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import DockerRuntime, TwinRuntime
 from schemas.asset import Platform
 from schemas.state import ServiceState
 
@@ -105,7 +105,7 @@ def how_to_provide(spec: PlatformSpec) -> str:
 
 
 async def resolve_base(
-    platform: Platform, runtime: DockerRuntime, state_dir: Path, *, build: bool = True, pull_timeout_s: float = 60
+    platform: Platform, runtime: TwinRuntime, state_dir: Path, *, build: bool = True, pull_timeout_s: float = 60
 ) -> str:
     """The base image for a platform: local, else pulled, else built, else IMAGE_UNAVAILABLE."""
     spec = lookup(platform)
@@ -137,8 +137,10 @@ async def resolve_base(
     )
 
 
-async def _pull(runtime: DockerRuntime, spec: PlatformSpec, timeout_s: float) -> str | None:
+async def _pull(runtime: TwinRuntime, spec: PlatformSpec, timeout_s: float) -> str | None:
     """Pulls the public image and tags it as the local one; the error text when it cannot."""
+    if not isinstance(runtime, DockerRuntime):
+        return f"runtime {runtime.name} does not pull images"
     repo, _, tag = spec.public_image.partition(":")
     try:
         await asyncio.wait_for(runtime.docker.images.pull(repo, tag=tag or "latest"), timeout=timeout_s)
