@@ -9,6 +9,7 @@ from schemas.events import (
     CheckVerdict,
     Classification,
     Event,
+    Isolation,
     Issue,
     PatchApplied,
     PatchOutcome,
@@ -22,7 +23,7 @@ from schemas.events import (
     VerdictIssued,
     VerdictStatus,
 )
-from schemas.request import Asset, Patch, Platform, Resources
+from schemas.request import Asset, Patch, Platform, Relaxations, Resources
 from schemas.topics import Topic
 
 __all__ = [
@@ -39,11 +40,13 @@ __all__ = [
     "Classification",
     "Code",
     "Event",
+    "Isolation",
     "Issue",
     "Patch",
     "PatchApplied",
     "PatchOutcome",
     "Platform",
+    "Relaxations",
     "Resources",
     "RunContext",
     "RunFailed",

@@ -7,7 +7,8 @@ import shlex
 from patchtwin.checks import run_suite
 from patchtwin.exceptions import ImageUnavailable, TwinNotReady
 from patchtwin.images import resolve_image
-from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.runtime import DockerRuntime, Hardening, TwinLimits
+from patchtwin.runtime.docker import DEFAULT_CAPABILITIES
 from patchtwin.settings import Settings
 from patchtwin.stage import now
 from schemas import RunContext, StageSpan, TwinReady, TwinRequested
@@ -23,7 +24,8 @@ async def provision(request: TwinRequested, runtime: DockerRuntime, settings: Se
             "name one in asset.image, or run `patchtwin images build`"
         )
     twin = await runtime.create(
-        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s
+        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s,
+        hardening=hardening_for(request, settings),
     )
     await start_services(runtime, twin, request.asset.services, settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
@@ -43,6 +45,28 @@ def limits_for(request: TwinRequested, settings: Settings) -> TwinLimits:
     if resources is None:
         return TwinLimits(settings.twin_cpus, settings.twin_memory_mb, settings.twin_pids)
     return TwinLimits(resources.cpus, resources.memory_mb, resources.pids)
+
+
+def hardening_for(request: TwinRequested, settings: Settings) -> Hardening:
+    """The hardened default, loosened only where the asset asks; each loosening is named."""
+    relax = request.asset.isolation
+    extra = [c for c in (relax.capabilities if relax else []) if c not in DEFAULT_CAPABILITIES]
+    relaxed = [f"capability {c}" for c in extra]
+    if relax is not None and relax.network == "internal":
+        relaxed.insert(0, "network internal")
+    if relax is not None and not relax.no_new_privileges:
+        relaxed.append("no-new-privileges off")
+    return Hardening(
+        network=relax.network if relax else "none",
+        capabilities=(*DEFAULT_CAPABILITIES, *extra),
+        no_new_privileges=relax.no_new_privileges if relax else True,
+        runtime=settings.twin_runtime,
+        nofile=settings.twin_nofile,
+        fsize_mb=settings.twin_fsize_mb,
+        tmpfs_mb=settings.twin_tmpfs_mb,
+        log_max_mb=settings.twin_log_max_mb,
+        relaxed=tuple(relaxed),
+    )
 
 
 _START_AND_WAIT = r"""
