@@ -13,7 +13,7 @@ import re
 import tarfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,55 +21,36 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
-from schemas.events import Isolation, TwinRef
+from patchtwin.runtime.base import (
+    DEFAULT_CAPABILITIES,
+    LABEL_CREATED,
+    LABEL_EXPIRES,
+    LABEL_OWNER,
+    LABEL_RUN,
+    CappedBuffer,
+    ExecResult,
+    Hardening,
+    TwinLimits,
+)
+from schemas.events import TwinRef
 
-LABEL_RUN = "io.patchtwin.run-id"
-LABEL_OWNER = "io.patchtwin.owner"
-LABEL_CREATED = "io.patchtwin.created-at"
-LABEL_EXPIRES = "io.patchtwin.expires-at"
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "LABEL_CREATED",
+    "LABEL_EXPIRES",
+    "LABEL_OWNER",
+    "LABEL_RUN",
+    "CopiedOut",
+    "DockerRuntime",
+    "ExecResult",
+    "Hardening",
+    "TwinLimits",
+    "twin_name",
+]
 
-#: What a twin may still do as root after dropping ALL capabilities (README "Isolation"):
-#: CHOWN            dpkg and services chown files to their users (www-data, _apt);
-#: DAC_OVERRIDE     root reads and writes files it does not own (dpkg, editing service files);
-#: FOWNER           chmod/utime of files owned by service users (dpkg, logrotate, `touch`);
-#: SETUID, SETGID   nginx's workers, apt's `_apt` sandbox and `su`-less init scripts switch user;
-#: NET_BIND_SERVICE services bind ports below 1024 (nginx on 80);
-#: KILL             `service ... stop/reload` signals daemons running as another user.
-DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
 LABEL_NETWORK = "io.patchtwin.network"
 #: What the engine makes read-only by default (moby's oci defaults); setting the list replaces it.
 DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-
-@dataclass(frozen=True)
-class TwinLimits:
-    cpus: float = 2.0
-    memory_mb: int = 4096
-    pids: int = 1024
-
-
-@dataclass(frozen=True)
-class Hardening:
-    """A twin's confinement beyond its resource limits: the defaults are the hardened twin;
-    `relaxed` names what an asset loosened, for the verdict."""
-
-    network: str = "none"  # "none" or "internal" (a network of the run's own, host unreachable)
-    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
-    no_new_privileges: bool = True
-    runtime: str | None = None  # an OCI runtime the engine knows, e.g. "runsc" (gVisor)
-    nofile: int = 4096
-    fsize_mb: int = 1024
-    tmpfs_mb: int = 64
-    log_max_mb: int = 1
-    relaxed: tuple[str, ...] = field(default=())
-
-    def report(self, limits: TwinLimits) -> Isolation:
-        return Isolation(
-            network=self.network, capabilities=list(self.capabilities),
-            no_new_privileges=self.no_new_privileges, runtime=self.runtime,
-            memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids, tmpfs_mb=self.tmpfs_mb,
-            nofile=self.nofile, fsize_mb=self.fsize_mb, relaxed=list(self.relaxed),
-        )
 
 
 def host_config(limits: TwinLimits, hardening: Hardening, network: str = "none") -> dict[str, Any]:
@@ -161,21 +142,6 @@ def network_name(twin: str) -> str:
     return f"{twin}-net"
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int | None
-    stdout: bytes
-    stderr: bytes
-    stdout_bytes: int
-    stderr_bytes: int
-    duration_s: float
-    timed_out: bool
-
-    @property
-    def truncated(self) -> bool:
-        return self.stdout_bytes > len(self.stdout) or self.stderr_bytes > len(self.stderr)
-
-
 def twin_name(run_id: str) -> str:
     """A valid, collision-free container name for a run id."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
@@ -188,6 +154,8 @@ def _transient(exc: DockerError) -> bool:
 
 class DockerRuntime:
     """The Docker engine as a twin runtime. `exec_count` counts every exec, for tests."""
+
+    name = "docker"
 
     def __init__(self, url: str | None = None, owner: str = "patchtwin") -> None:
         self._url = url
@@ -301,8 +269,8 @@ class DockerRuntime:
             if _transient(exc):
                 raise TransientError(f"docker: {exc.message}") from exc
             raise
-        out = _CappedBuffer(output_cap)
-        err = _CappedBuffer(output_cap)
+        out = CappedBuffer(output_cap)
+        err = CappedBuffer(output_cap)
         timed_out = False
 
         async def pump() -> None:
@@ -425,20 +393,5 @@ class DockerRuntime:
         return names
 
 
-class _CappedBuffer:
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.total = 0
-        self._chunks: list[bytes] = []
-        self._kept = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.cap - self._kept
-        if room > 0:
-            piece = chunk[:room]
-            self._chunks.append(piece)
-            self._kept += len(piece)
-
-    def data(self) -> bytes:
-        return b"".join(self._chunks)
+#: kept for callers of the old private name
+_CappedBuffer = CappedBuffer

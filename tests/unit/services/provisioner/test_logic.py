@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from patchtwin.runtime.docker import DEFAULT_CAPABILITIES
+from patchtwin.runtime import DEFAULT_CAPABILITIES
 from patchtwin.settings import Settings
 from schemas import TwinRequested
 from services.provisioner.logic import hardening_for
