@@ -39,13 +39,14 @@ async def test_default_twin_shows_every_hardened_setting(
     pipeline: App, settings: Settings, runtime: DockerRuntime
 ) -> None:
     run_id = new_run_id("hardened")
+    name = twin_name(run_id, settings.instance)
     try:
         verdict = await kept_twin(settings, nginx_request(run_id, "true", checks=[{"type": "port", "port": 80}]))
-        inspect = await docker_inspect("inspect", twin_name(run_id))
-        status = await runtime.exec(twin_name(run_id), ["sh", "-c", "cat /proc/self/status; echo ---; env; "
+        inspect = await docker_inspect("inspect", name)
+        status = await runtime.exec(name, ["sh", "-c", "cat /proc/self/status; echo ---; env; "
                                     "echo ---; tr '\\0' '\\n' < /proc/1/environ"], timeout_s=10)
     finally:
-        await runtime.destroy(twin_name(run_id))
+        await runtime.destroy(name)
 
     assert verdict["status"] == "passed", verdict["summary"]
     assert verdict["isolation"]["relaxed"] == []
@@ -88,7 +89,7 @@ async def test_relaxed_asset_gets_its_own_internal_network_and_the_verdict_names
     run_id = new_run_id("relaxed")
     request = nginx_request(run_id, "true", checks=[{"type": "port", "port": 80}])
     request["asset"]["isolation"] = {"network": "internal", "capabilities": ["SYS_PTRACE"]}
-    name = twin_name(run_id)
+    name = twin_name(run_id, settings.instance)
     try:
         verdict = await kept_twin(settings, request)
         inspect = await docker_inspect("inspect", name)
