@@ -14,6 +14,8 @@ from patchtwin.embedded import EmbeddedStack
 from patchtwin.images import ensure_demo_images
 from patchtwin.runtime import DockerRuntime
 from patchtwin.settings import Settings
+from tests.kubernetes.cluster import cluster
+from tests.kubernetes.fake_apiserver import FakeApiServer
 
 ROOT = Path(__file__).parent
 
@@ -35,8 +37,18 @@ async def stack() -> AsyncIterator[EmbeddedStack]:
 
 
 @pytest.fixture(scope="session")
-def settings(stack: EmbeddedStack) -> Settings:
-    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30))
+async def kubeconfig() -> AsyncIterator[tuple[Path, FakeApiServer | None]]:
+    """The Kubernetes API the pipeline's `kubernetes` runtime talks to: the in-process fake
+    (tests/kubernetes/), or the cluster PATCHTWIN_TEST_KUBECONFIG names."""
+    with tempfile.TemporaryDirectory(prefix="patchtwin-k8s-") as scratch:
+        async with cluster(Path(scratch)) as found:
+            yield found
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
+    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30, runtimes=["docker", "kubernetes"],
+                                    k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from schemas.events import TwinRef
+from schemas.request import Asset
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
 #: janitor finds it again after any crash without a database. `list_ours` reports them
@@ -80,7 +81,8 @@ class TwinRuntime(Protocol):
     async def image_exists(self, image: str) -> bool: ...
 
     async def create(
-        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
+        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
+        asset: Asset | None = None,
     ) -> TwinRef: ...
 
     async def exec(

@@ -30,6 +30,7 @@ from patchtwin.runtime.base import (
     TwinLimits,
 )
 from schemas.events import TwinRef
+from schemas.request import Asset
 
 __all__ = [
     "LABEL_CREATED",
@@ -96,9 +97,11 @@ class DockerRuntime:
             raise
 
     async def create(
-        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
+        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
+        asset: Asset | None = None,
     ) -> TwinRef:
-        """Creates and starts the run's twin; a leftover of an interrupted attempt is replaced."""
+        """Creates and starts the run's twin; a leftover of an interrupted attempt is replaced.
+        (`asset` is for runtimes with per-asset options; Docker's are all in `limits`.)"""
         if not await self.image_exists(image):
             raise ImageUnavailable(f"image {image!r} is not on this Docker engine")
         name = twin_name(run_id)

@@ -24,6 +24,7 @@ from schemas import (
     PatchOutcome,
     RunFailed,
     StageSpan,
+    TwinRef,
     VerdictIssued,
     VerdictStatus,
 )
@@ -132,6 +133,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
             warnings.append(Issue(code=Code.CHECK_ERROR, check=name, message=a.message))
     if not request.checks:
         warnings.append(Issue(code=Code.NO_CHECKS, message="no checks were requested"))
+    warnings += twin_warnings(context.twin)
     status = VerdictStatus.FAILED if issues else VerdictStatus.PASSED
     score, inputs = confidence(
         verdicts, repeats=request.repeats, stderr=bool(completed.outcome.stderr.strip()),
@@ -154,6 +156,15 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         timeline=timeline,
         keep_twin=request.keep_twin,
     )
+
+
+def twin_warnings(twin: TwinRef) -> list[Issue]:
+    """What the twin itself makes less certain: a clone whose Secrets are placeholders."""
+    if twin.clone is None or not twin.clone.placeholder_secrets:
+        return []
+    names = ", ".join(twin.clone.placeholder_secrets)
+    return [Issue(code=Code.SECRETS_PLACEHOLDERS, message=f"cloned from namespace "
+                  f"{twin.clone.source_namespace}: Secrets {names} hold placeholder values, not the real ones")]
 
 
 def judge_failure(failed: RunFailed) -> VerdictIssued:

@@ -23,7 +23,7 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
             "name one in asset.image, or run `patchtwin images build`"
         )
     twin = await runtime.create(
-        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s
+        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s, asset=request.asset
     )
     await start_services(runtime, twin, request.asset.services, settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
