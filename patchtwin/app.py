@@ -105,7 +105,7 @@ class App:
         assert self.runtimes is not None and self.pool is not None
         while True:
             try:
-                await sweep(self.runtimes, self.pool)
+                await sweep(self.runtimes, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
             except Exception:
                 log.warning("janitor sweep failed", exc_info=True)
             await asyncio.sleep(self.settings.janitor_interval_s)

@@ -4,6 +4,7 @@ the way `patchtwin up` starts them, once per test session."""
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,8 +48,13 @@ async def kubeconfig() -> AsyncIterator[tuple[Path, FakeApiServer | None]]:
 
 @pytest.fixture(scope="session")
 def settings(stack: EmbeddedStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
-    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30, runtimes=["docker", "kubernetes"],
-                                    k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30))
+    """A unique instance per session: the session's janitor never touches twins of another
+    session or deployment on the same Docker engine (nor they its twins). Both runtimes are
+    on; `kubernetes` talks to the fake API server (or PATCHTWIN_TEST_KUBECONFIG's cluster)."""
+    return stack.configure(
+        Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}",
+                 runtimes=["docker", "kubernetes"], k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +77,9 @@ async def pipeline(settings: Settings, images: list[str]) -> AsyncIterator[App]:
 
 
 @pytest.fixture
-async def runtime() -> AsyncIterator[DockerRuntime]:
-    docker = DockerRuntime()
+async def runtime(settings: Settings) -> AsyncIterator[DockerRuntime]:
+    """The Docker engine as the services see it: the session's owner and instance."""
+    docker = DockerRuntime(settings.docker_url, owner=settings.owner, instance=settings.instance)
     try:
         yield docker
     finally:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_OWNER, LABEL_RUN, TwinLimits
+from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, TwinLimits
 
 Profile = Literal["restricted", "baseline"]
 
@@ -22,6 +22,7 @@ K_MANAGED = "app.kubernetes.io/managed-by"
 K_OWNER = "patchtwin.io/owner"
 K_RUN = "patchtwin.io/run"
 K_EXPIRES = "patchtwin.io/expires"
+K_INSTANCE = "patchtwin.io/instance"
 K_TWIN = "patchtwin.io/twin"
 PSA = "pod-security.kubernetes.io"
 
@@ -42,6 +43,7 @@ class RunMeta:
     owner: str
     created: datetime
     ttl_s: int
+    instance: str = "default"
 
     @property
     def expires(self) -> datetime:
@@ -51,6 +53,7 @@ class RunMeta:
         return {
             K_MANAGED: "patchtwin",
             K_OWNER: label_value(self.owner),
+            K_INSTANCE: label_value(self.instance),
             K_RUN: run_label(self.run_id),
             K_EXPIRES: str(int(self.expires.timestamp())),
         }
@@ -59,6 +62,7 @@ class RunMeta:
         return {
             LABEL_RUN: self.run_id,
             LABEL_OWNER: self.owner,
+            LABEL_INSTANCE: self.instance,
             LABEL_CREATED: self.created.isoformat(),
             LABEL_EXPIRES: self.expires.isoformat(),
         }
@@ -74,17 +78,17 @@ def label_value(value: str) -> str:
     return safe or "patchtwin"
 
 
-def namespace_name(prefix: str, run_id: str) -> str:
-    """A valid DNS label (at most 63) unique to the run."""
+def namespace_name(prefix: str, run_id: str, instance: str = "default") -> str:
+    """A valid DNS label (at most 63) unique to the run and the instance."""
     safe = re.sub(r"[^a-z0-9-]", "-", run_id.lower())
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{instance}\0{run_id}".encode()).hexdigest()[:8]
     room = 63 - len(prefix) - len(digest) - 1
     middle = re.sub(r"-+", "-", safe)[: max(room, 0)].strip("-")
     return f"{prefix}{middle}-{digest}" if middle else f"{prefix}{digest}"
 
 
-def owner_selector(owner: str, run_id: str | None = None) -> str:
-    selector = f"{K_MANAGED}=patchtwin,{K_OWNER}={label_value(owner)}"
+def owner_selector(owner: str, instance: str = "default", run_id: str | None = None) -> str:
+    selector = f"{K_MANAGED}=patchtwin,{K_OWNER}={label_value(owner)},{K_INSTANCE}={label_value(instance)}"
     return selector + (f",{K_RUN}={run_label(run_id)}" if run_id is not None else "")
 
 

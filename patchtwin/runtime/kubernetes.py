@@ -33,7 +33,16 @@ from patchtwin.exceptions import (
     TwinStartFailed,
 )
 from patchtwin.runtime import k8s_clone, k8s_manifests
-from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_OWNER, LABEL_RUN, CappedBuffer, ExecResult, TwinLimits
+from patchtwin.runtime.base import (
+    LABEL_CREATED,
+    LABEL_EXPIRES,
+    LABEL_INSTANCE,
+    LABEL_OWNER,
+    LABEL_RUN,
+    CappedBuffer,
+    ExecResult,
+    TwinLimits,
+)
 from patchtwin.settings import Settings
 from schemas.events import CloneSummary, TwinRef
 from schemas.request import Asset, KubernetesOptions
@@ -54,6 +63,8 @@ API_USE: frozenset[tuple[str, str, str]] = frozenset({
     ("apps", "deployments", "list"), ("apps", "deployments", "create"), ("apps", "deployments", "get"),
     ("apps", "statefulsets", "list"), ("apps", "statefulsets", "create"), ("apps", "statefulsets", "get"),
 })
+
+OUR_ANNOTATIONS = (LABEL_RUN, LABEL_OWNER, LABEL_INSTANCE, LABEL_CREATED, LABEL_EXPIRES)
 
 #: Container waiting reasons that mean the image will not come.
 IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
@@ -77,6 +88,7 @@ class KubernetesRuntime:
     ) -> None:
         self.settings = settings or Settings()
         self.owner = owner or self.settings.owner
+        self.instance = self.settings.instance
         self._configuration = configuration
         self._api: client.ApiClient | None = None
         self._ws: WsApiClient | None = None
@@ -137,8 +149,9 @@ class KubernetesRuntime:
         waits until it (and every cloned workload) is ready."""
         options = (asset.kubernetes if asset is not None else None) or KubernetesOptions()
         settings = self.settings
-        ns = k8s_manifests.namespace_name(settings.k8s_namespace_prefix, run_id)
-        meta = k8s_manifests.RunMeta(run_id=run_id, owner=self.owner, created=datetime.now(UTC), ttl_s=ttl_s)
+        ns = k8s_manifests.namespace_name(settings.k8s_namespace_prefix, run_id, self.instance)
+        meta = k8s_manifests.RunMeta(run_id=run_id, owner=self.owner, created=datetime.now(UTC), ttl_s=ttl_s,
+                                     instance=self.instance)
         runtime_class = options.runtime_class or settings.k8s_runtime_class
         if not keep_existing:
             await self._delete_namespace_and_wait(ns)
@@ -400,14 +413,15 @@ class KubernetesRuntime:
         the same keys as Docker twins' labels (run id and expiry come from annotations)."""
         core = await self._core()
         try:
-            found = await core.list_namespace(label_selector=k8s_manifests.owner_selector(self.owner, run_id))
+            selector = k8s_manifests.owner_selector(self.owner, self.instance, run_id)
+            found = await core.list_namespace(label_selector=selector)
         except aiohttp.ClientError as exc:
             raise TransientError(f"kubernetes API unreachable: {exc}") from exc
         rows = []
         for item in found.items:
             annotations = item.metadata.annotations or {}
             labels = {**(item.metadata.labels or {}),
-                      **{k: annotations[k] for k in (LABEL_RUN, LABEL_OWNER, LABEL_EXPIRES) if k in annotations}}
+                      **{k: v for k, v in annotations.items() if k in OUR_ANNOTATIONS}}
             if run_id is not None and labels.get(LABEL_RUN) != run_id:
                 continue  # a hash collision of the run label: not this run's
             rows.append({"id": item.metadata.uid or item.metadata.name, "name": item.metadata.name,

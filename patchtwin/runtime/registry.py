@@ -40,7 +40,7 @@ class Runtimes:
             if name == "docker":
                 from patchtwin.runtime.docker import DockerRuntime
 
-                made.append(DockerRuntime(settings.docker_url, owner=settings.owner))
+                made.append(DockerRuntime(settings.docker_url, owner=settings.owner, instance=settings.instance))
             elif name == "kubernetes":
                 from patchtwin.runtime.kubernetes import KubernetesRuntime
 

@@ -23,9 +23,10 @@ LIMITS = TwinLimits(cpus=1.5, memory_mb=512, pids=256)
 def test_namespace_names_are_dns_labels_unique_per_run() -> None:
     long = "x" * 200
     names = [namespace_name("patchtwin-", r) for r in ("Scan:1", "scan:1", "scan-1", long)]
+    names.append(namespace_name("patchtwin-", "scan-1", instance="staging"))
 
     assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names)
-    assert len(set(names)) == 4
+    assert len(set(names)) == 5
 
 
 def test_run_labels_are_label_safe_and_the_run_id_rides_in_an_annotation() -> None:
@@ -36,8 +37,9 @@ def test_run_labels_are_label_safe_and_the_run_id_rides_in_an_annotation() -> No
     assert labels["patchtwin.io/expires"] == str(int(datetime(2026, 11, 29, 1, tzinfo=UTC).timestamp()))
     assert annotations[LABEL_RUN] == "scan-2026:web-01@openssl"
     assert annotations[LABEL_EXPIRES] == "2026-11-29T01:00:00+00:00"
-    assert selects(owner_selector("patchtwin", META.run_id), labels)
-    assert not selects(owner_selector("patchtwin", "another-run"), labels)
+    assert selects(owner_selector("patchtwin", "default", META.run_id), labels)
+    assert not selects(owner_selector("patchtwin", "default", "another-run"), labels)
+    assert not selects(owner_selector("patchtwin", "another-instance"), labels)
     assert not selects(owner_selector("someone-else"), labels)
 
 
