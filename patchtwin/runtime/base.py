@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from schemas.asset import Asset
 from schemas.events import TwinRef
-from schemas.request import Asset
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
 #: janitor finds it again after any crash without a database. `list_ours` reports them

@@ -31,8 +31,8 @@ from patchtwin.runtime.base import (
     ExecResult,
     TwinLimits,
 )
+from schemas.asset import Asset
 from schemas.events import TwinRef
-from schemas.request import Asset
 
 __all__ = [
     "LABEL_CREATED",

@@ -44,8 +44,8 @@ from patchtwin.runtime.base import (
     TwinLimits,
 )
 from patchtwin.settings import Settings
+from schemas.asset import Asset, KubernetesOptions
 from schemas.events import CloneSummary, TwinRef
-from schemas.request import Asset, KubernetesOptions
 
 #: Every (API group, resource, verb) this runtime calls, and nothing else. The RBAC in
 #: deploy/kubernetes/ grants exactly this (a unit test compares them), and the fake API

@@ -20,7 +20,7 @@ from patchtwin.exceptions import CloneFailed, ImageUnavailable, TwinLost
 from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_RUN, TwinLimits
 from patchtwin.runtime.kubernetes import API_USE, KubernetesRuntime
 from patchtwin.settings import Settings
-from schemas.request import Asset
+from schemas.asset import Asset
 from tests.clients import new_run_id
 from tests.kubernetes.cluster import REAL_KUBECONFIG, cluster
 from tests.kubernetes.fake_apiserver import FakeApiServer
