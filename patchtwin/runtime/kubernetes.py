@@ -26,6 +26,7 @@ from kubernetes_asyncio.stream import WsApiClient
 from patchtwin.exceptions import (
     CloneFailed,
     ImageUnavailable,
+    InvalidRequest,
     RuntimeUnavailable,
     TransientError,
     TwinLost,
@@ -41,6 +42,7 @@ from patchtwin.runtime.base import (
     LABEL_RUN,
     CappedBuffer,
     ExecResult,
+    Hardening,
     TwinLimits,
 )
 from patchtwin.settings import Settings
@@ -142,12 +144,17 @@ class KubernetesRuntime:
 
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
-        asset: Asset | None = None,
+        hardening: Hardening | None = None, asset: Asset | None = None,
     ) -> TwinRef:
         """Makes the run's namespace (labels, Pod Security level, deny-all network policy,
         quota, limit range), clones the source namespace when asked, starts the twin Pod and
         waits until it (and every cloned workload) is ready."""
         options = (asset.kubernetes if asset is not None else None) or KubernetesOptions()
+        if hardening is not None and hardening.relaxed:
+            raise InvalidRequest(
+                f"asset.isolation ({', '.join(hardening.relaxed)}) applies to Docker twins; a Kubernetes "
+                "twin's confinement is its asset.kubernetes.profile (restricted or baseline)"
+            )
         settings = self.settings
         ns = k8s_manifests.namespace_name(settings.k8s_namespace_prefix, run_id, self.instance)
         meta = k8s_manifests.RunMeta(run_id=run_id, owner=self.owner, created=datetime.now(UTC), ttl_s=ttl_s,
