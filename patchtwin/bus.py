@@ -77,6 +77,8 @@ def parse_value(value: bytes | None, max_bytes: int) -> Any:
         return json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise Undecodable(Code.UNDECODABLE_MESSAGE, f"not UTF-8 JSON: {exc}", None, []) from exc
+    except RecursionError as exc:  # e.g. `[[[[…]]]]` nested deeper than the parser goes
+        raise Undecodable(Code.UNDECODABLE_MESSAGE, "JSON nested too deeply to read", None, []) from exc
 
 
 def validate_event(data: Any, model: type[E]) -> E:

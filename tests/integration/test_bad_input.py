@@ -76,6 +76,7 @@ def _dead_letter_cases() -> dict[str, tuple[bytes, str]]:
         "json-null": (b"null", "INVALID_REQUEST"),
         "bad-run-id": (_dump(_request("../../etc/passwd")), "INVALID_REQUEST"),
         "deep-nesting": (b"[" * 200_000 + b"]" * 200_000, "UNDECODABLE_MESSAGE"),
+        "json-content-type-lies": (b"{not json at all", "UNDECODABLE_MESSAGE"),
         "over-limit-no-run-id": (b'{"padding": "' + b"x" * (MiB + 10) + b'"}', "MESSAGE_TOO_LARGE"),
     }
 
@@ -87,10 +88,11 @@ async def test_every_broken_request_gets_its_coded_error_and_a_good_one_still_pa
     assert len(verdict_cases) + len(dead_cases) + 1 >= 15  # the duplicate below is one more
     keys = {name: f"key-{TAG}-{name}".encode() for name in dead_cases}
 
-    for name, (value, _) in verdict_cases.items():
+    for value, _ in verdict_cases.values():
         await publish(settings, "twin.requested", value)
     for name, (value, _) in dead_cases.items():
-        await publish(settings, "twin.requested", value, key=keys[name])
+        sent_headers = [("content-type", b"application/json")] if name == "json-content-type-lies" else None
+        await publish(settings, "twin.requested", value, key=keys[name], headers=sent_headers)
     good = new_run_id("good-after-bad")
     await publish(settings, "twin.requested", nginx_request(good, "true", checks=[{"type": "port", "port": 80}]))
 
@@ -109,12 +111,18 @@ async def test_every_broken_request_gets_its_coded_error_and_a_good_one_still_pa
 
     dead = await read_topic(settings, "patchtwin.dlq", count=len(dead_cases), timeout_s=30,
                             match=lambda r: r.key in keys.values())
-    by_key = {r.key: {k: v.decode() for k, v in r.headers} for r in dead}
-    for name, (_, code) in dead_cases.items():
-        headers = by_key[keys[name]]
+    by_key = {r.key: r for r in dead}
+    for name, (value, code) in dead_cases.items():
+        record = by_key[keys[name]]
+        headers = {k: v.decode() for k, v in record.headers}
         assert headers["patchtwin_error_code"] == code, name
         assert headers["patchtwin_error_reason"], name
         assert headers["patchtwin_source_topic"] == "twin.requested"
+        if len(value) > settings.max_message_bytes:  # kept up to the limit, its size said
+            assert (record.value, headers["patchtwin_truncated_from"]) == (
+                value[: settings.max_message_bytes], str(len(value))), name
+        else:
+            assert (record.value or b"") == value, name  # nothing lost: the message as it came
     assert len(dead) == len(dead_cases)
 
 
