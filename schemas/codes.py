@@ -78,3 +78,18 @@ MEANING: dict[Code, str] = {
     "retries.",
     Code.INTERNAL_ERROR: "An unexpected fault inside patchtwin; the message has the details.",
 }
+
+
+#: The codes for which trying the same request again may end differently: the cause was the
+#: engine's or the moment's, not the request's or the patch's. Every other code is a retry
+#: that repeats itself. The README's error table shows this as its "retry" column.
+RETRY_MAY_HELP: frozenset[Code] = frozenset({
+    Code.TWIN_START_FAILED,
+    Code.TWIN_NOT_READY,
+    Code.TWIN_LOST,
+    Code.PATCH_INTERRUPTED,
+    Code.CHECK_ERROR,
+    Code.RUN_DEADLINE_EXCEEDED,
+    Code.RETRIES_EXHAUSTED,
+    Code.INTERNAL_ERROR,
+})
