@@ -26,6 +26,7 @@ def make_broker(settings: Settings, *, client_id: str = "patchtwin") -> KafkaBro
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         max_request_size=settings.max_message_bytes * 4,
+        graceful_timeout=settings.shutdown_grace_s,
         logger=None,
     )
 

@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -28,6 +31,8 @@ from patchtwin.retry import retrying
 from patchtwin.settings import Settings
 from patchtwin.store import (
     Claim,
+    ClaimResult,
+    Fenced,
     Ledger,
     OutboxRecord,
     fingerprint,
@@ -69,6 +74,8 @@ class Stage:
         self.broker = broker
         self.settings = settings
         self.ledger = Ledger(pool, name)
+        #: Who holds a run's lease: this process and stage, unique per start.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:6]}"
         self._relay_task: asyncio.Task[None] | None = None
 
     def topic(self, topic: Topic) -> str:
@@ -119,11 +126,7 @@ class Stage:
             await self.dead_letter(message, bad.code, bad.message)
             return
         run_id = bad.run_id
-        claim = await retrying(
-            f"{self.name}: claim {run_id}",
-            lambda: self.ledger.claim(run_id, fingerprint(fingerprint_of.hex())),
-            self.settings,
-        )
+        claim = await self.claim(run_id, fingerprint(fingerprint_of.hex()))
         if claim.claim is Claim.DONE:
             return
         if claim.claim is Claim.CONFLICT:
@@ -139,11 +142,15 @@ class Stage:
             message=bad.message,
             details={"errors": bad.errors},
         )
-        stored = await retrying(
-            f"{self.name}: record {run_id}",
-            lambda: self.ledger.finish(run_id, failed, source=self.source),
-            self.settings,
-        )
+        try:
+            stored = await retrying(
+                f"{self.name}: record {run_id}",
+                lambda: self.ledger.finish(run_id, failed, source=self.source, attempt=claim.attempts),
+                self.settings,
+            )
+        except Fenced as fenced:
+            log.warning("%s", fenced)
+            return
         await self.publish(stored)
 
     async def dead_letter(self, message: KafkaMessage, code: Code, reason: str) -> None:
@@ -188,9 +195,7 @@ class Stage:
             fp = request_key(event)
         else:
             fp = fingerprint(key if key is not None else event.model_dump(mode="json"))
-        claim = await retrying(
-            f"{self.name}: claim {event.run_id}", lambda: self.ledger.claim(event.run_id, fp), self.settings
-        )
+        claim = await self.claim(event.run_id, fp)
         if claim.claim is Claim.DONE:
             log.info("%s: run %s already handled; redelivery ignored", self.name, event.run_id)
             return
@@ -205,17 +210,69 @@ class Stage:
                 log.warning("%s: run %s came again with another input; ignored", self.name, event.run_id)
             return
         started = now()
-        if claim.claim is Claim.RESUMED and on_resume is not None:
-            outgoing = await on_resume()
-        else:
-            outgoing = await self._attempt(event, work, started, context or {})
-        extra = record(outgoing) if record is not None else None
-        stored = await retrying(
-            f"{self.name}: record {event.run_id}",
-            lambda: self.ledger.finish(event.run_id, outgoing, source=self.source, also=extra),
-            self.settings,
-        )
+        async with self._leased(event.run_id, claim.attempts):
+            if claim.claim is Claim.RESUMED and claim.attempts > self.settings.stage_max_attempts:
+                outgoing: Event = self.failure(
+                    event, Code.RETRIES_EXHAUSTED,
+                    f"{self.name} stopped {claim.attempts - 1} times while handling this run; not tried again",
+                    started, True, {"attempts": claim.attempts - 1}, context,
+                )
+            elif claim.claim is Claim.RESUMED and on_resume is not None:
+                outgoing = await on_resume()
+            else:
+                outgoing = await self._attempt(event, work, started, context or {})
+            extra = record(outgoing) if record is not None else None
+            try:
+                stored = await retrying(
+                    f"{self.name}: record {event.run_id}",
+                    lambda: self.ledger.finish(
+                        event.run_id, outgoing, source=self.source, also=extra, attempt=claim.attempts
+                    ),
+                    self.settings,
+                )
+            except Fenced as fenced:
+                log.warning("%s", fenced)  # another worker took the run over; its result stands
+                return
         await self.publish(stored)
+
+    async def claim(self, run_id: str, fp: str) -> ClaimResult:
+        """This worker's claim on the run; waits while another live worker holds it (a
+        duplicate or a redelivery after a rebalance), so the run is never worked on twice at
+        once and is taken over as soon as that worker's lease runs out."""
+        while True:
+            claim = await retrying(
+                f"{self.name}: claim {run_id}",
+                lambda: self.ledger.claim(run_id, fp, owner=self.owner, lease_s=self.settings.stage_lease_s),
+                self.settings,
+            )
+            if claim.claim is not Claim.BUSY:
+                return claim
+            await asyncio.sleep(min(1.0, self.settings.stage_lease_s / 4))
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, run_id: str, attempt: int) -> AsyncIterator[None]:
+        """Renews the claim's lease while the work runs; hands it back when the work is cut
+        short (shutdown), so the next worker to get the message takes the run over at once."""
+
+        async def renew_forever() -> None:
+            while True:
+                await asyncio.sleep(self.settings.stage_lease_s / 3)
+                with contextlib.suppress(Exception):
+                    if not await self.ledger.renew(run_id, attempt, self.settings.stage_lease_s):
+                        log.warning("%s: lost the lease of run %s (attempt %d)", self.name, run_id, attempt)
+                        return
+
+        renewer = asyncio.create_task(renew_forever())
+        try:
+            yield
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.ledger.hand_back(run_id, attempt))
+            raise
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
 
     async def _attempt(
         self,
