@@ -56,11 +56,30 @@ class StageSpan(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class Isolation(BaseModel):
+    """How a twin is confined (README "Isolation"): what `docker inspect` would show, and
+    `relaxed`, each loosening the asset asked for (empty for the hardened default)."""
+
+    network: str = "none"
+    capabilities: list[str] = Field(default_factory=list, description="added back after dropping ALL")
+    no_new_privileges: bool = True
+    seccomp: str = "default"
+    runtime: str | None = Field(default=None, description="OCI runtime (e.g. runsc); null: the engine's default")
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    tmpfs_mb: int | None = None
+    nofile: int | None = None
+    fsize_mb: int | None = None
+    relaxed: list[str] = Field(default_factory=list)
+
+
 class TwinRef(BaseModel):
     runtime: Literal["docker"] = "docker"
     id: str
     name: str
     image: str
+    isolation: Isolation | None = None
 
 
 class TwinRequested(Event):
@@ -185,6 +204,7 @@ class VerdictIssued(Event):
     #: When each stage ran, for finding where the time went (`bench/`, `patchtwin show`).
     timeline: list[StageSpan] = Field(default_factory=list)
     keep_twin: bool = False
+    isolation: Isolation | None = None
 
 
 class RunFailed(Event):

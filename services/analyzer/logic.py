@@ -137,6 +137,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         durations_s=durations(timeline, request.occurred_at),
         timeline=timeline,
         keep_twin=request.keep_twin,
+        isolation=context.twin.isolation,
     )
 
 
