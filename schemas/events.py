@@ -200,6 +200,8 @@ class VerdictIssued(Event):
     #: Each factor of the confidence with what it came from, and the sum as it was done.
     confidence_factors: list[ConfidenceFactor] = Field(default_factory=list)
     confidence_formula: str = ""
+    #: One line on what the patch changed in the twin (the whole diff is in `patch.state_diff`).
+    state_diff_summary: str = ""
     durations_s: dict[str, float] = Field(default_factory=dict)
     #: When each stage ran, for finding where the time went (`bench/`, `patchtwin show`).
     timeline: list[StageSpan] = Field(default_factory=list)
