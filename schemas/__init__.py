@@ -22,7 +22,7 @@ from schemas.events import (
     VerdictIssued,
     VerdictStatus,
 )
-from schemas.request import Asset, Patch, Platform, Resources
+from schemas.request import Artifact, Asset, Patch, Platform, Resources
 from schemas.topics import Topic
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "EVENTS",
     "MEANING",
     "SCHEMA_VERSION",
+    "Artifact",
     "Asset",
     "Check",
     "CheckResult",
