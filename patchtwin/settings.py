@@ -31,7 +31,11 @@ class Settings(BaseSettings):
     twin_pids: int = 1024
     twin_ttl_s: int = 24 * 3600
     readiness_timeout_s: float = 60.0
+    #: Per stream: what is kept of the patch's stdout and of its stderr (head and tail).
     patch_output_cap_bytes: int = 1024 * 1024
+    #: Per stream: how much of that the events (and the verdict) carry; all of it is in
+    #: the `patch_runs` table.
+    patch_output_event_bytes: int = 64 * 1024
     patch_kill_grace_s: float = 5.0
 
     # bus

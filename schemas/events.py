@@ -88,6 +88,10 @@ class TwinReady(Event):
     context: RunContext
 
 
+#: The steps of applying a patch, in order.
+PatchStep = Literal["artifacts", "packages", "script"]
+
+
 class PatchOutcome(BaseModel):
     """How the patch ended, exactly as observed in the twin (README, "Patches").
 
@@ -109,7 +113,7 @@ class PatchOutcome(BaseModel):
                             "stopped from outside")
     observed_by: str | None = Field(default=None, description="supervisor (exact) | timeout (no perl in "
                                     "the twin: exit-code heuristics) | backstop")
-    step: Literal["artifacts", "packages", "script"] = Field(
+    step: PatchStep = Field(
         default="script", description="the step whose ending this is (the last one that ran)")
     user: str | None = None
 

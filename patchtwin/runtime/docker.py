@@ -16,7 +16,6 @@ import tarfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -25,45 +24,31 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
+from patchtwin.runtime.base import (
+    LABEL_CREATED,
+    LABEL_EXPIRES,
+    LABEL_OWNER,
+    LABEL_RUN,
+    CappedBuffer,
+    ExecResult,
+    TwinLimits,
+)
 from schemas.events import TwinRef
 
-LABEL_RUN = "io.patchtwin.run-id"
-LABEL_OWNER = "io.patchtwin.owner"
-LABEL_CREATED = "io.patchtwin.created-at"
-LABEL_EXPIRES = "io.patchtwin.expires-at"
+__all__ = [
+    "LABEL_CREATED",
+    "LABEL_EXPIRES",
+    "LABEL_OWNER",
+    "LABEL_RUN",
+    "DockerRuntime",
+    "ExecResult",
+    "TwinLimits",
+    "twin_name",
+]
 
 #: What a twin may still do as root: enough for package managers and sysv services
 #: (chown files, switch to a service user, bind port 80, signal its own processes).
 DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
-
-
-@dataclass(frozen=True)
-class TwinLimits:
-    cpus: float = 2.0
-    memory_mb: int = 4096
-    pids: int = 1024
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """How a command in the twin ended. `exit_code` is None when a signal ended it (`signal`)
-    or when nobody saw it end (`abandoned`: the exec outlived its deadline plus grace)."""
-
-    exit_code: int | None
-    stdout: bytes
-    stderr: bytes
-    stdout_bytes: int
-    stderr_bytes: int
-    duration_s: float
-    timed_out: bool
-    signal: int | None = None
-    oom_killed: bool = False
-    abandoned: bool = False
-    #: "supervisor" (exact wait status, cgroup OOM counter) or "timeout" (exit-code heuristics:
-    #: the twin had no perl), for "exec" the plain probe path.
-    observed_by: str = "exec"
-    #: Either stream passed the cap: its middle was cut (see `_CappedBuffer`).
-    truncated: bool = False
 
 
 #: Where the patch and its supervisor are copied in the twin (in the image's own filesystem,
@@ -75,7 +60,6 @@ _SUPERVISE = (
     'if command -v perl >/dev/null 2>&1; then exec perl "$0" "$@"; fi\n'
     'limit=$1; shift 2; exec timeout -s KILL "$limit" "$@"\n'
 )
-_CUT = b"\n[patchtwin: output cut here]\n"
 
 
 def twin_name(run_id: str) -> str:
@@ -90,6 +74,8 @@ def _transient(exc: DockerError) -> bool:
 
 class DockerRuntime:
     """The Docker engine as a twin runtime. `exec_count` counts every exec, for tests."""
+
+    name = "docker"
 
     def __init__(self, url: str | None = None, owner: str = "patchtwin") -> None:
         self._url = url
@@ -190,8 +176,8 @@ class DockerRuntime:
             if _transient(exc):
                 raise TransientError(f"docker: {exc.message}") from exc
             raise
-        out = _CappedBuffer(output_cap)
-        err = _CappedBuffer(output_cap)
+        out = CappedBuffer(output_cap)
+        err = CappedBuffer(output_cap)
         timed_out = False
 
         async def pump() -> None:
@@ -312,12 +298,16 @@ class DockerRuntime:
             if _transient(exc):
                 raise TransientError(f"docker: {exc.message}") from exc
             raise
-        out, err = _CappedBuffer(output_cap), _CappedBuffer(output_cap)
+        out, err = CappedBuffer(output_cap), CappedBuffer(output_cap)
 
         async def pump() -> None:
             async with execution.start(detach=False, timeout=None) as stream:
                 while (message := await stream.read_out()) is not None:
                     (out if message.stream == 1 else err).add(message.data)
+
+        def result(**ending: Any) -> ExecResult:
+            return ExecResult(stdout=out.data(), stderr=err.data(), stdout_bytes=out.total,
+                              stderr_bytes=err.total, truncated=out.cut or err.cut, **ending)
 
         try:
             await asyncio.wait_for(pump(), timeout=timeout_s + grace_s)
@@ -325,32 +315,26 @@ class DockerRuntime:
             # the supervisor did not end it: abandon the exec and stop the twin itself
             with contextlib.suppress(DockerError):
                 await container.kill(signal="SIGKILL")
-            return ExecResult(
-                exit_code=None, stdout=out.data(), stderr=err.data(), stdout_bytes=out.total,
-                stderr_bytes=err.total, truncated=out.cut or err.cut, duration_s=time.monotonic() - started, timed_out=True,
-                abandoned=True, observed_by="backstop",
-            )
+            return result(exit_code=None, duration_s=time.monotonic() - started, timed_out=True,
+                          abandoned=True, observed_by="backstop")
         duration = time.monotonic() - started
         info = await execution.inspect()
-        raw = await self.read_file(name, status_path, limit=4096)
-        status = _parse_status(raw)
+        status = _parse_status(await self.read_file(name, status_path, limit=4096))
         if status is not None:
             oom = status.get("oom_kills")
-            oom_killed = oom > 0 if isinstance(oom, int) else await self._oom_event(name, since)
-            return ExecResult(
+            return result(
                 exit_code=status.get("exit_code"), signal=status.get("signal"),
-                stdout=out.data(), stderr=err.data(), stdout_bytes=out.total, stderr_bytes=err.total,
-                truncated=out.cut or err.cut, duration_s=float(status.get("duration_s") or duration),
-                timed_out=bool(status.get("timed_out")), oom_killed=oom_killed,
+                duration_s=float(status.get("duration_s") or duration),
+                timed_out=bool(status.get("timed_out")),
+                oom_killed=oom > 0 if isinstance(oom, int) else await self._oom_event(name, since),
                 observed_by="supervisor",
             )
         # no status: no perl in the twin (or the patch removed it): `timeout`'s exit code
         exit_code = info.get("ExitCode")
         timed_out = exit_code == 137 and duration >= timeout_s - 0.05
-        return ExecResult(
+        return result(
             exit_code=None if timed_out else exit_code, signal=9 if timed_out else None,
-            stdout=out.data(), stderr=err.data(), stdout_bytes=out.total, stderr_bytes=err.total,
-            truncated=out.cut or err.cut, duration_s=duration, timed_out=timed_out, oom_killed=await self._oom_event(name, since),
+            duration_s=duration, timed_out=timed_out, oom_killed=await self._oom_event(name, since),
             observed_by="timeout",
         )
 
@@ -429,34 +413,5 @@ def _parse_status(raw: bytes | None) -> dict[str, Any] | None:
     return status if isinstance(status, dict) else None
 
 
-class _CappedBuffer:
-    """Keeps at most `cap` bytes of a stream: its first half and its last half (the end of a
-    failing script's output is where the error is), with a marker where the middle was cut."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.total = 0
-        self._head = bytearray()
-        self._tail = bytearray()
-        self._head_cap = cap - cap // 2
-        self._tail_cap = cap // 2
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self._head_cap - len(self._head)
-        if room > 0:
-            self._head += chunk[:room]
-            chunk = chunk[room:]
-        if chunk and self._tail_cap > 0:
-            self._tail += chunk
-            if len(self._tail) > self._tail_cap:
-                del self._tail[: len(self._tail) - self._tail_cap]
-
-    @property
-    def cut(self) -> bool:
-        return self.total > self.cap
-
-    def data(self) -> bytes:
-        if not self.cut:
-            return bytes(self._head + self._tail)
-        return bytes(self._head) + _CUT + bytes(self._tail)
+#: kept for callers of the old private name
+_CappedBuffer = CappedBuffer

@@ -1,0 +1,144 @@
+"""What every twin runtime offers, so the pipeline never knows which one it talks to.
+
+DockerRuntime is the reference implementation; a runtime is picked per request
+(`asset.runtime`) by the provisioner and found again from the twin's `TwinRef.runtime`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from schemas.events import TwinRef
+
+#: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
+#: janitor finds it again after any crash without a database. `list_ours` reports them
+#: under these keys whatever the runtime stores.
+LABEL_RUN = "io.patchtwin.run-id"
+LABEL_OWNER = "io.patchtwin.owner"
+LABEL_CREATED = "io.patchtwin.created-at"
+LABEL_EXPIRES = "io.patchtwin.expires-at"
+
+
+@dataclass(frozen=True)
+class TwinLimits:
+    cpus: float = 2.0
+    memory_mb: int = 4096
+    pids: int = 1024
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a command in the twin ended. `exit_code` is None when a signal ended it (`signal`)
+    or when nobody saw it end (`abandoned`: the exec outlived its deadline plus grace)."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_bytes: int
+    stderr_bytes: int
+    duration_s: float
+    timed_out: bool
+    signal: int | None = None
+    oom_killed: bool = False
+    abandoned: bool = False
+    #: "supervisor" (exact wait status, cgroup OOM counter), "timeout" (the twin had no perl:
+    #: exit-code heuristics), "backstop" (abandoned), "exec" (the plain probe path).
+    observed_by: str = "exec"
+    #: Either stream passed the cap: its middle was cut (see `CappedBuffer`).
+    truncated: bool = False
+
+
+#: Put where a stream's middle was cut; not counted as output.
+CUT_MARKER = b"\n[patchtwin: output cut here]\n"
+
+
+class CappedBuffer:
+    """Keeps at most `cap` bytes of a stream, its first half and its last half (the end of a
+    failing script's output is where the error is), and counts all of them: output is
+    bounded, and the verdict can still say how much there was."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._head_cap = cap - cap // 2
+        self._tail_cap = cap // 2
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self._head_cap - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk and self._tail_cap > 0:
+            self._tail += chunk
+            if len(self._tail) > self._tail_cap:
+                del self._tail[: len(self._tail) - self._tail_cap]  # O(1): bytearray trims its front
+
+    @property
+    def cut(self) -> bool:
+        return self.total > self.cap
+
+    def data(self) -> bytes:
+        if not self.cut:
+            return bytes(self._head + self._tail)
+        return bytes(self._head) + CUT_MARKER + bytes(self._tail)
+
+
+@runtime_checkable
+class TwinRuntime(Protocol):
+    """The operations the five services use. `name` is what `asset.runtime` and
+    `TwinRef.runtime` say; `list_ours` rows have `id`, `name`, `labels` and `state`."""
+
+    name: str
+    owner: str
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def image_exists(self, image: str) -> bool: ...
+
+    async def create(
+        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
+    ) -> TwinRef: ...
+
+    async def exec(
+        self,
+        twin: TwinRef | str,
+        argv: Sequence[str],
+        *,
+        timeout_s: float,
+        output_cap: int = 1024 * 1024,
+        user: str = "",
+        grace_s: float = 5.0,
+    ) -> ExecResult: ...
+
+    async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None: ...
+
+    async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None: ...
+
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None: ...
+
+    async def run_supervised(
+        self,
+        twin: TwinRef | str,
+        argv: Sequence[str],
+        *,
+        timeout_s: float,
+        output_cap: int = 1024 * 1024,
+        user: str = "",
+        grace_s: float = 5.0,
+    ) -> ExecResult:
+        """Runs a patch with every ending told apart (exit code vs signal, timeout with the
+        process group killed inside the twin, OOM from the twin's memory cgroup)."""
+        ...
+
+    async def destroy(self, name: str) -> bool: ...
+
+    async def list_ours(self, run_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def destroy_run(self, run_id: str) -> list[str]: ...
