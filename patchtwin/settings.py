@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     owner: str = "patchtwin"
+    #: Names this deployment on a shared Docker engine: twins are labelled with it, and the
+    #: janitor only ever lists and removes twins of its own instance.
+    instance: str = Field(default="default", min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
     # transient-failure retries (broker, database, Docker busy)
     retry_attempts: int = 4
@@ -53,6 +56,8 @@ class Settings(BaseSettings):
 
     # janitor
     janitor_interval_s: float = 60.0
+    #: A twin of this instance whose run the database does not know is removed once this old.
+    janitor_orphan_grace_s: float = 600.0
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
