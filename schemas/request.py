@@ -9,7 +9,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.asset import Asset, Platform, Resources
+from schemas.asset import Asset, Platform, Relaxations, Resources
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
@@ -112,4 +112,4 @@ class Patch(BaseModel):
         return self
 
 
-__all__ = ["RUN_ID_PATTERN", "Artifact", "Asset", "Patch", "Platform", "Resources"]
+__all__ = ["RUN_ID_PATTERN", "Artifact", "Asset", "Patch", "Platform", "Relaxations", "Resources"]
