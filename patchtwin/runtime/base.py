@@ -6,10 +6,14 @@ DockerRuntime is the reference implementation; a runtime is picked per request
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
+from schemas.asset import Asset
 from schemas.events import Isolation, TwinRef
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
@@ -125,6 +129,72 @@ class CappedBuffer:
         return bytes(self._head) + CUT_MARKER + bytes(self._tail)
 
 
+#: Where the patch and its supervisor are copied in the twin (in the image's own filesystem,
+#: never a tmpfs: `docker cp` cannot reach into a tmpfs mount).
+SUPERVISOR_DIR = "/opt/patchtwin"
+SUPERVISOR = resources.files("patchtwin.runtime").joinpath("supervise.pl").read_bytes()
+#: Runs the perl supervisor where perl exists, and plain `timeout` where it does not:
+#: sh -c SUPERVISE SUPERVISOR_PATH LIMIT_S STATUS_FILE ARGV...
+SUPERVISE = (
+    'if command -v perl >/dev/null 2>&1; then exec perl "$0" "$@"; fi\n'
+    'limit=$1; shift 2; exec timeout -s KILL "$limit" "$@"\n'
+)
+
+
+def parse_status(raw: bytes | None) -> dict[str, Any] | None:
+    """The supervisor's status line, or None when there is none (no perl, or it was removed)."""
+    if not raw:
+        return None
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+async def supervise_with_exec(
+    runtime: TwinRuntime,
+    twin: TwinRef | str,
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    output_cap: int = 1024 * 1024,
+    user: str = "",
+    grace_s: float = 5.0,
+) -> ExecResult:
+    """`run_supervised` for a runtime that has only exec and file copies: the same supervisor,
+    its status read back with one more exec; the runtime's own exec deadline (`timeout_s` +
+    `grace_s`) is the backstop. No outside OOM source: the cgroup counter only."""
+    nonce = uuid.uuid4().hex[:16]
+    status_path = f"{SUPERVISOR_DIR}/status/{nonce}.json"
+    supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
+    await runtime.put_files(twin, [(supervisor_path, SUPERVISOR, 0o755)])
+    await runtime.exec(twin, ["sh", "-c", f"mkdir -p {SUPERVISOR_DIR}/status && chmod 1777 {SUPERVISOR_DIR}/status"],
+                       timeout_s=30)
+    limit = f"{max(timeout_s, 0.01):.3f}"
+    wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
+    result = await runtime.exec(twin, wrapped, timeout_s=timeout_s + grace_s, output_cap=output_cap, user=user,
+                                grace_s=grace_s)
+    status = parse_status(await runtime.read_file(twin, status_path, limit=4096)) if result.exit_code is not None \
+        else None
+    ending: dict[str, Any]
+    if status is not None:
+        oom = status.get("oom_kills")
+        ending = {"exit_code": status.get("exit_code"), "signal": status.get("signal"),
+                  "duration_s": float(status.get("duration_s") or result.duration_s),
+                  "timed_out": bool(status.get("timed_out")), "oom_killed": isinstance(oom, int) and oom > 0,
+                  "observed_by": "supervisor"}
+    elif result.exit_code is None:
+        ending = {"exit_code": None, "duration_s": result.duration_s, "timed_out": True, "abandoned": True,
+                  "observed_by": "backstop"}
+    else:
+        timed_out = result.exit_code == 137 and result.duration_s >= timeout_s - 0.05
+        ending = {"exit_code": None if timed_out else result.exit_code, "signal": 9 if timed_out else None,
+                  "duration_s": result.duration_s, "timed_out": timed_out, "observed_by": "timeout"}
+    return ExecResult(stdout=result.stdout, stderr=result.stderr, stdout_bytes=result.stdout_bytes,
+                      stderr_bytes=result.stderr_bytes, truncated=result.truncated, **ending)
+
+
 @runtime_checkable
 class TwinRuntime(Protocol):
     """The operations the five services use. `name` is what `asset.runtime` and
@@ -142,7 +212,7 @@ class TwinRuntime(Protocol):
 
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
-        hardening: Hardening | None = None,
+        hardening: Hardening | None = None, asset: Asset | None = None,
     ) -> TwinRef: ...
 
     async def exec(

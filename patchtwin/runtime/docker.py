@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import aiodocker
@@ -33,11 +32,16 @@ from patchtwin.runtime.base import (
     LABEL_INSTANCE,
     LABEL_OWNER,
     LABEL_RUN,
+    SUPERVISE,
+    SUPERVISOR,
+    SUPERVISOR_DIR,
     CappedBuffer,
     ExecResult,
     Hardening,
     TwinLimits,
+    parse_status,
 )
+from schemas.asset import Asset
 from schemas.events import TwinRef
 
 __all__ = [
@@ -149,17 +153,6 @@ def network_name(twin: str) -> str:
     return f"{twin}-net"
 
 
-#: Where the patch and its supervisor are copied in the twin (in the image's own filesystem,
-#: never a tmpfs: `docker cp` cannot reach into a tmpfs mount).
-SUPERVISOR_DIR = "/opt/patchtwin"
-SUPERVISOR = resources.files("patchtwin.runtime").joinpath("supervise.pl").read_bytes()
-#: Runs the perl supervisor where perl exists, and plain `timeout` where it does not.
-_SUPERVISE = (
-    'if command -v perl >/dev/null 2>&1; then exec perl "$0" "$@"; fi\n'
-    'limit=$1; shift 2; exec timeout -s KILL "$limit" "$@"\n'
-)
-
-
 def twin_name(run_id: str, instance: str = "default") -> str:
     """A valid container name for a run id, distinct per instance (so one stack never
     replaces another stack's twin of a run with the same id)."""
@@ -213,10 +206,11 @@ class DockerRuntime:
 
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
-        hardening: Hardening | None = None,
+        hardening: Hardening | None = None, asset: Asset | None = None,
     ) -> TwinRef:
         """Creates and starts the run's twin, hardened; a leftover of an interrupted attempt is
-        replaced. The environment is the image's alone: nothing of patchtwin's enters it."""
+        replaced. The environment is the image's alone: nothing of patchtwin's enters it.
+        (`asset` is for runtimes with per-asset options; Docker's come in `limits` and `hardening`.)"""
         hardening = hardening or Hardening()
         if not await self.image_exists(image):
             raise ImageUnavailable(f"image {image!r} is not on this Docker engine")
@@ -400,7 +394,7 @@ class DockerRuntime:
         # a user patch must be able to write its status: a sticky, world-writable folder
         await self._ensure_status_dir(name)
         limit = f"{max(timeout_s, 0.01):.3f}"
-        wrapped = ["/bin/sh", "-c", _SUPERVISE, supervisor_path, limit, status_path, *argv]
+        wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
         self.exec_count += 1
         since = time.time()
         started = time.monotonic()
@@ -434,7 +428,7 @@ class DockerRuntime:
                           abandoned=True, observed_by="backstop")
         duration = time.monotonic() - started
         info = await execution.inspect()
-        status = _parse_status(await self.read_file(name, status_path, limit=4096))
+        status = parse_status(await self.read_file(name, status_path, limit=4096))
         if status is not None:
             oom = status.get("oom_kills")
             return result(
@@ -563,16 +557,6 @@ class DockerRuntime:
         for name in names:
             await self.destroy(name)
         return names
-
-
-def _parse_status(raw: bytes | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    try:
-        status = json.loads(raw)
-    except ValueError:
-        return None
-    return status if isinstance(status, dict) else None
 
 
 #: kept for callers of the old private name
