@@ -165,12 +165,10 @@ async def supervise_with_exec(
     """`run_supervised` for a runtime that has only exec and file copies: the same supervisor,
     its status read back with one more exec; the runtime's own exec deadline (`timeout_s` +
     `grace_s`) is the backstop. No outside OOM source: the cgroup counter only."""
-    nonce = uuid.uuid4().hex[:16]
-    status_path = f"{SUPERVISOR_DIR}/status/{nonce}.json"
+    # /tmp: writable by any user, and read back with exec (a tmpfs is no obstacle to that)
+    status_path = f"/tmp/.patchtwin-status-{uuid.uuid4().hex[:16]}.json"
     supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
     await runtime.put_files(twin, [(supervisor_path, SUPERVISOR, 0o755)])
-    await runtime.exec(twin, ["sh", "-c", f"mkdir -p {SUPERVISOR_DIR}/status && chmod 1777 {SUPERVISOR_DIR}/status"],
-                       timeout_s=30)
     limit = f"{max(timeout_s, 0.01):.3f}"
     wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
     result = await runtime.exec(twin, wrapped, timeout_s=timeout_s + grace_s, output_cap=output_cap, user=user,
