@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from patchtwin import snapshot
 from patchtwin.runtime import TwinRuntime
 from patchtwin.settings import Settings
 from patchtwin.stage import Stage, now
@@ -32,6 +33,8 @@ async def apply_patch(ready: TwinReady, runtime: TwinRuntime, settings: Settings
         truncated=result.truncated,
         timed_out=result.timed_out,
     )
+    # faithful twins: snapshot again and record what the patch changed (None without a baseline)
+    outcome.state_diff = await snapshot.diff_after(runtime, context, settings)
     span = StageSpan(stage="patch", started_at=started, finished_at=now())
     return PatchApplied(
         run_id=ready.run_id,
