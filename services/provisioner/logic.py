@@ -11,7 +11,7 @@ from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost
 from patchtwin.fidelity import measure
 from patchtwin.platforms import resolve_base
 from patchtwin.readiness import wait_ready
-from patchtwin.runtime import TwinLimits, TwinRuntime
+from patchtwin.runtime import DEFAULT_CAPABILITIES, Hardening, TwinLimits, TwinRuntime
 from patchtwin.settings import Settings
 from patchtwin.stage import now
 from schemas import RunContext, StageSpan, TwinReady, TwinRequested
@@ -31,7 +31,8 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
         image = await ensure_asset_image(asset, base, runtime, settings.state_dir,
                                          timeout_s=settings.asset_build_timeout_s)
     twin = await runtime.create(
-        request.run_id, image.ref, limits=limits_for(request, settings), ttl_s=request.ttl_s
+        request.run_id, image.ref, limits=limits_for(request, settings), ttl_s=request.ttl_s,
+        hardening=hardening_for(request, settings),
     )
     ready = await wait_ready(runtime, twin, asset, settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
@@ -85,3 +86,25 @@ def limits_for(request: TwinRequested, settings: Settings) -> TwinLimits:
     if resources is None:
         return TwinLimits(settings.twin_cpus, settings.twin_memory_mb, settings.twin_pids)
     return TwinLimits(resources.cpus, resources.memory_mb, resources.pids)
+
+
+def hardening_for(request: TwinRequested, settings: Settings) -> Hardening:
+    """The hardened default, loosened only where the asset asks; each loosening is named."""
+    relax = request.asset.isolation
+    extra = [c for c in (relax.capabilities if relax else []) if c not in DEFAULT_CAPABILITIES]
+    relaxed = [f"capability {c}" for c in extra]
+    if relax is not None and relax.network == "internal":
+        relaxed.insert(0, "network internal")
+    if relax is not None and not relax.no_new_privileges:
+        relaxed.append("no-new-privileges off")
+    return Hardening(
+        network=relax.network if relax else "none",
+        capabilities=(*DEFAULT_CAPABILITIES, *extra),
+        no_new_privileges=relax.no_new_privileges if relax else True,
+        runtime=settings.twin_runtime,
+        nofile=settings.twin_nofile,
+        fsize_mb=settings.twin_fsize_mb,
+        tmpfs_mb=settings.twin_tmpfs_mb,
+        log_max_mb=settings.twin_log_max_mb,
+        relaxed=tuple(relaxed),
+    )
