@@ -32,7 +32,7 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
                                          timeout_s=settings.asset_build_timeout_s)
     twin = await runtime.create(
         request.run_id, image.ref, limits=limits_for(request, settings), ttl_s=request.ttl_s,
-        hardening=hardening_for(request, settings),
+        hardening=hardening_for(request, settings), asset=request.asset,
     )
     ready = await wait_ready(runtime, twin, asset, settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
