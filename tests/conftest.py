@@ -36,7 +36,8 @@ async def stack() -> AsyncIterator[EmbeddedStack]:
 
 @pytest.fixture(scope="session")
 def settings(stack: EmbeddedStack) -> Settings:
-    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30))
+    # http_port=0: a free port, so concurrent test sessions never fight over 8080
+    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30, http_port=0))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
+from patchtwin.telemetry import traced_twin_op
 from schemas.events import TwinRef
 
 LABEL_RUN = "io.patchtwin.run-id"
@@ -101,6 +102,7 @@ class DockerRuntime:
                 return False
             raise
 
+    @traced_twin_op("create")  # observe
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
     ) -> TwinRef:
@@ -143,6 +145,7 @@ class DockerRuntime:
             raise TwinStartFailed(f"could not start twin from {image}: {exc.message}") from exc
         return TwinRef(id=container.id, name=name, image=image)
 
+    @traced_twin_op("exec")  # observe
     async def exec(
         self,
         twin: TwinRef | str,
@@ -221,6 +224,7 @@ class DockerRuntime:
                 raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
             raise
 
+    @traced_twin_op("destroy")  # observe
     async def destroy(self, name: str) -> bool:
         """Removes a twin, running or not. False when there was none."""
         try:
