@@ -15,7 +15,7 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 from patchtwin import store, telemetry
 from patchtwin.bus import make_broker
 from patchtwin.http import Endpoints
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import DockerRuntime, Runtimes
 from patchtwin.samplers import Sampler
 from patchtwin.settings import Settings
 from patchtwin.stage import Stage
@@ -41,19 +41,19 @@ async def ensure_topics(settings: Settings, partitions: int = 4) -> None:
         await admin.close()
 
 
-def _router_for(name: str, stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+def _router_for(name: str, stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     if name == "provisioner":
         from services.provisioner.router import build_router
 
-        return build_router(stage, runtime)
+        return build_router(stage, runtimes)
     if name == "executor":
         from services.executor.router import build_router as build_executor
 
-        return build_executor(stage, runtime)
+        return build_executor(stage, runtimes)
     if name == "prober":
         from services.prober.router import build_router as build_prober
 
-        return build_prober(stage, runtime)
+        return build_prober(stage, runtimes)
     if name == "analyzer":
         from services.analyzer.router import build_router as build_analyzer
 
@@ -61,7 +61,7 @@ def _router_for(name: str, stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
     if name == "janitor":
         from services.janitor.router import build_router as build_janitor
 
-        return build_janitor(stage, runtime)
+        return build_janitor(stage, runtimes)
     raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
 
 
@@ -74,6 +74,7 @@ class App:
     broker: KafkaBroker | None = None
     pool: asyncpg.Pool | None = None
     runtime: DockerRuntime | None = None
+    runtimes: Runtimes | None = None
     stages: dict[str, Stage] = field(default_factory=dict)
     endpoints: Endpoints | None = None  # observe: /healthz /readyz /metrics
     sampler: Sampler | None = None  # observe: twins, their usage, consumer lag
@@ -89,11 +90,12 @@ class App:
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
         self.runtime = DockerRuntime(self.settings.docker_url, owner=self.settings.owner)
+        self.runtimes = Runtimes([self.runtime])
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
             stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
             self.stages[name] = stage
-            self.broker.include_router(_router_for(name, stage, self.runtime))
+            self.broker.include_router(_router_for(name, stage, self.runtimes))
         await self.broker.start()
         for stage in self.stages.values():
             stage.start_relay()
@@ -131,10 +133,10 @@ class App:
     async def _sweep_forever(self) -> None:
         from services.janitor.logic import sweep
 
-        assert self.runtime is not None and self.pool is not None
+        assert self.runtimes is not None and self.pool is not None
         while True:
             try:
-                await sweep(self.runtime, self.pool)
+                await sweep(self.runtimes, self.pool)
             except Exception:
                 log.warning("janitor sweep failed", exc_info=True)
             await asyncio.sleep(self.settings.janitor_interval_s)
@@ -153,7 +155,7 @@ class App:
             await stage.stop_relay()
         if self.broker is not None:
             await self.broker.stop()
-        if self.runtime is not None:
-            await self.runtime.close()
+        if self.runtimes is not None:
+            await self.runtimes.close()
         if self.pool is not None:
             await self.pool.close()

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from patchtwin.exceptions import ImageUnavailable
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import DockerRuntime, TwinRuntime
 from schemas.request import Asset
 
 log = logging.getLogger("patchtwin.images")
@@ -31,7 +31,7 @@ def web_ref(version: str) -> str:
     return f"patchtwin/debian-nginx:{version}"
 
 
-async def resolve_image(asset: Asset, runtime: DockerRuntime) -> str | None:
+async def resolve_image(asset: Asset, runtime: TwinRuntime) -> str | None:
     """The image to start the asset's twin from, or None when there is none to be had."""
     if asset.image:
         return asset.image if await runtime.image_exists(asset.image) else None

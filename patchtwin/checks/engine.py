@@ -9,7 +9,7 @@ import time
 from importlib import resources
 from typing import Protocol
 
-from patchtwin.runtime.docker import ExecResult
+from patchtwin.runtime.base import ExecResult
 from schemas.checks import (
     Check,
     CheckResult,

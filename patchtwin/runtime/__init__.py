@@ -1,5 +1,7 @@
-"""Twin runtimes. Docker is the default; each offers create, exec, put_file, destroy, list."""
+"""Twin runtimes behind one interface (`base.TwinRuntime`); Docker is the default."""
 
-from patchtwin.runtime.docker import DockerRuntime, ExecResult, TwinLimits, twin_name
+from patchtwin.runtime.base import CappedBuffer, ExecResult, TwinLimits, TwinRuntime
+from patchtwin.runtime.docker import DockerRuntime, twin_name
+from patchtwin.runtime.registry import Runtimes
 
-__all__ = ["DockerRuntime", "ExecResult", "TwinLimits", "twin_name"]
+__all__ = ["CappedBuffer", "DockerRuntime", "ExecResult", "Runtimes", "TwinLimits", "TwinRuntime", "twin_name"]

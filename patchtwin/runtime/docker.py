@@ -13,7 +13,6 @@ import re
 import tarfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,39 +20,32 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
+from patchtwin.runtime.base import (
+    LABEL_CREATED,
+    LABEL_EXPIRES,
+    LABEL_OWNER,
+    LABEL_RUN,
+    CappedBuffer,
+    ExecResult,
+    TwinLimits,
+)
 from patchtwin.telemetry import traced_twin_op
 from schemas.events import TwinRef
 
-LABEL_RUN = "io.patchtwin.run-id"
-LABEL_OWNER = "io.patchtwin.owner"
-LABEL_CREATED = "io.patchtwin.created-at"
-LABEL_EXPIRES = "io.patchtwin.expires-at"
+__all__ = [
+    "LABEL_CREATED",
+    "LABEL_EXPIRES",
+    "LABEL_OWNER",
+    "LABEL_RUN",
+    "DockerRuntime",
+    "ExecResult",
+    "TwinLimits",
+    "twin_name",
+]
 
 #: What a twin may still do as root: enough for package managers and sysv services
 #: (chown files, switch to a service user, bind port 80, signal its own processes).
 DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
-
-
-@dataclass(frozen=True)
-class TwinLimits:
-    cpus: float = 2.0
-    memory_mb: int = 4096
-    pids: int = 1024
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int | None
-    stdout: bytes
-    stderr: bytes
-    stdout_bytes: int
-    stderr_bytes: int
-    duration_s: float
-    timed_out: bool
-
-    @property
-    def truncated(self) -> bool:
-        return self.stdout_bytes > len(self.stdout) or self.stderr_bytes > len(self.stderr)
 
 
 def twin_name(run_id: str) -> str:
@@ -68,6 +60,8 @@ def _transient(exc: DockerError) -> bool:
 
 class DockerRuntime:
     """The Docker engine as a twin runtime. `exec_count` counts every exec, for tests."""
+
+    name = "docker"
 
     def __init__(self, url: str | None = None, owner: str = "patchtwin") -> None:
         self._url = url
@@ -170,8 +164,8 @@ class DockerRuntime:
             if _transient(exc):
                 raise TransientError(f"docker: {exc.message}") from exc
             raise
-        out = _CappedBuffer(output_cap)
-        err = _CappedBuffer(output_cap)
+        out = CappedBuffer(output_cap)
+        err = CappedBuffer(output_cap)
         timed_out = False
 
         async def pump() -> None:
@@ -260,20 +254,5 @@ class DockerRuntime:
         return names
 
 
-class _CappedBuffer:
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.total = 0
-        self._chunks: list[bytes] = []
-        self._kept = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.cap - self._kept
-        if room > 0:
-            piece = chunk[:room]
-            self._chunks.append(piece)
-            self._kept += len(piece)
-
-    def data(self) -> bytes:
-        return b"".join(self._chunks)
+#: kept for callers of the old private name
+_CappedBuffer = CappedBuffer

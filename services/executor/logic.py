@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import TwinRuntime
 from patchtwin.settings import Settings
 from patchtwin.stage import Stage, now
 from schemas import Code, PatchApplied, PatchOutcome, RunFailed, StageSpan, TwinReady
@@ -10,7 +10,7 @@ from schemas import Code, PatchApplied, PatchOutcome, RunFailed, StageSpan, Twin
 PATCH_PATH = "/opt/patchtwin/patch"
 
 
-async def apply_patch(ready: TwinReady, runtime: DockerRuntime, settings: Settings) -> PatchApplied:
+async def apply_patch(ready: TwinReady, runtime: TwinRuntime, settings: Settings) -> PatchApplied:
     started = now()
     context = ready.context
     patch = context.request.patch

@@ -1,13 +1,13 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import Runtimes
 from patchtwin.stage import Stage
 from schemas import PatchApplied, Topic, TwinReady
 from services.executor.logic import apply_patch, interrupted
 
 
-def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.PATCH_APPLIED), title="patch.applied", schema=PatchApplied)
 
@@ -25,7 +25,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
                    "keep_twin": request.keep_twin, "timeline": ready.context.timeline}
         await stage.handle(
             ready,
-            lambda: apply_patch(ready, runtime, stage.settings),
+            lambda: apply_patch(ready, runtimes.for_twin(ready.context.twin), stage.settings),
             on_resume=lambda: interrupted(ready, stage),
             context=context,
         )

@@ -8,24 +8,33 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from patchtwin.runtime import DockerRuntime
-from patchtwin.runtime.docker import LABEL_EXPIRES, LABEL_RUN
+from patchtwin.runtime import Runtimes, TwinRuntime
+from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_RUN
 from schemas import TwinReleased, VerdictIssued
 
 log = logging.getLogger("patchtwin.janitor")
 
 
-async def release(verdict: VerdictIssued, runtime: DockerRuntime) -> TwinReleased:
+async def release(verdict: VerdictIssued, runtimes: Runtimes | TwinRuntime) -> TwinReleased:
+    """Every runtime is asked: the verdict does not say where the twin ran."""
+    every = Runtimes.wrap(runtimes).all()
     if verdict.keep_twin:
-        kept = [c["name"] for c in await runtime.list_ours(verdict.run_id)]
+        kept = [c["name"] for runtime in every for c in await runtime.list_ours(verdict.run_id)]
         return TwinReleased(run_id=verdict.run_id, twins=kept, reason="kept on request", kept=True)
-    removed = await runtime.destroy_run(verdict.run_id)
+    removed = [name for runtime in every for name in await runtime.destroy_run(verdict.run_id)]
     return TwinReleased(run_id=verdict.run_id, twins=removed, reason=f"verdict {verdict.status.value}")
 
 
-async def sweep(runtime: DockerRuntime, pool: asyncpg.Pool) -> list[str]:
+async def sweep(runtimes: Runtimes | TwinRuntime, pool: asyncpg.Pool) -> list[str]:
     """Removes twins past their expiry, and twins of runs the janitor already released
-    (left behind by a crash between release and removal)."""
+    (left behind by a crash between release and removal), in every runtime."""
+    removed = []
+    for runtime in Runtimes.wrap(runtimes).all():
+        removed += await _sweep_one(runtime, pool)
+    return removed
+
+
+async def _sweep_one(runtime: TwinRuntime, pool: asyncpg.Pool) -> list[str]:
     removed = []
     now = datetime.now(UTC)
     for twin in await runtime.list_ours():

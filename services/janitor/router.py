@@ -1,13 +1,13 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import Runtimes
 from patchtwin.stage import Stage
 from schemas import Topic, TwinReleased, VerdictIssued
 from services.janitor.logic import release, remember_release
 
 
-def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.TWIN_RELEASED), title="twin.released", schema=TwinReleased)
 
@@ -21,7 +21,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
         if verdict is None:
             return
         await stage.handle(
-            verdict, lambda: release(verdict, runtime), key=verdict.run_id, record=remember_release
+            verdict, lambda: release(verdict, runtimes), key=verdict.run_id, record=remember_release
         )
 
     return router

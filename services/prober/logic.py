@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from patchtwin.checks import log_offsets_from, run_suite
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import TwinRuntime
 from patchtwin.stage import now
 from schemas import ChecksCompleted, PatchApplied, StageSpan
 
 
-async def probe(applied: PatchApplied, runtime: DockerRuntime) -> ChecksCompleted:
+async def probe(applied: PatchApplied, runtime: TwinRuntime) -> ChecksCompleted:
     started = now()
     context = applied.context
     after = await run_suite(

@@ -1,13 +1,13 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import Runtimes
 from patchtwin.stage import Stage
 from schemas import ChecksCompleted, PatchApplied, Topic
 from services.prober.logic import probe
 
 
-def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.CHECKS_COMPLETED), title="checks.completed", schema=ChecksCompleted)
 
@@ -23,6 +23,6 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
         request = applied.context.request
         context = {"asset_id": request.asset.id, "patch_id": request.patch.id,
                    "keep_twin": request.keep_twin, "timeline": applied.context.timeline}
-        await stage.handle(applied, lambda: probe(applied, runtime), context=context)
+        await stage.handle(applied, lambda: probe(applied, runtimes.for_twin(applied.context.twin)), context=context)
 
     return router

@@ -7,14 +7,14 @@ import shlex
 from patchtwin.checks import run_suite
 from patchtwin.exceptions import ImageUnavailable, TwinNotReady
 from patchtwin.images import resolve_image
-from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.runtime import TwinLimits, TwinRuntime
 from patchtwin.settings import Settings
 from patchtwin.stage import now
 from schemas import RunContext, StageSpan, TwinReady, TwinRequested
 from schemas.events import TwinRef
 
 
-async def provision(request: TwinRequested, runtime: DockerRuntime, settings: Settings) -> TwinReady:
+async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Settings) -> TwinReady:
     started = now()
     image = await resolve_image(request.asset, runtime)
     if image is None:
@@ -59,7 +59,7 @@ done
 
 
 async def start_services(
-    runtime: DockerRuntime, twin: TwinRef, services: list[str], timeout_s: float
+    runtime: TwinRuntime, twin: TwinRef, services: list[str], timeout_s: float
 ) -> None:
     """Starts the asset's services and waits until each reports running (one exec)."""
     if not services:

@@ -1,13 +1,13 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime import Runtimes
 from patchtwin.stage import Stage
 from schemas import Topic, TwinReady, TwinRequested
 from services.provisioner.logic import provision
 
 
-def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
+def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.TWIN_READY), title="twin.ready", schema=TwinReady)
 
@@ -22,7 +22,7 @@ def build_router(stage: Stage, runtime: DockerRuntime) -> KafkaRouter:
             return
         await stage.handle(
             request,
-            lambda: provision(request, runtime, stage.settings),
+            lambda: provision(request, runtimes.get(request.asset.runtime), stage.settings),
             context={"asset_id": request.asset.id, "patch_id": request.patch.id,
                      "keep_twin": request.keep_twin},
         )

@@ -1,0 +1,52 @@
+"""Runtimes by name: the provisioner picks one per request, later stages find the twin's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from patchtwin.exceptions import TwinStartFailed
+from patchtwin.runtime import CappedBuffer, DockerRuntime, Runtimes, TwinRuntime
+from schemas import Code
+from schemas.events import TwinRef
+
+
+def test_docker_runtime_satisfies_the_twin_runtime_protocol() -> None:
+    assert isinstance(DockerRuntime(), TwinRuntime)
+
+
+def test_runtimes_are_found_by_name_and_by_the_twin_they_made() -> None:
+    docker = DockerRuntime()
+    runtimes = Runtimes([docker])
+
+    assert runtimes.get("docker") is docker
+    assert runtimes.get(None) is docker
+    assert runtimes.for_twin(TwinRef(id="c1", name="patchtwin-x", image="i")) is docker
+    assert runtimes.all() == [docker]
+    assert runtimes.names() == ["docker"]
+
+
+def test_a_runtime_this_process_lacks_is_a_coded_error_naming_what_it_has() -> None:
+    runtimes = Runtimes([DockerRuntime()])
+
+    with pytest.raises(TwinStartFailed) as caught:
+        runtimes.get("nomad")
+
+    assert caught.value.code is Code.TWIN_START_FAILED
+    assert "'nomad'" in caught.value.message and "docker" in caught.value.message
+
+
+def test_one_runtime_is_wrapped_as_a_set_and_a_set_is_kept() -> None:
+    docker = DockerRuntime()
+    runtimes = Runtimes([docker])
+
+    assert Runtimes.wrap(runtimes) is runtimes
+    assert Runtimes.wrap(docker).all() == [docker]
+
+
+def test_capped_buffer_keeps_the_first_bytes_and_counts_them_all() -> None:
+    buffer = CappedBuffer(5)
+    for chunk in (b"abc", b"defg", b"hij"):
+        buffer.add(chunk)
+
+    assert buffer.data() == b"abcde"
+    assert buffer.total == 10
