@@ -144,10 +144,12 @@ async def twin_usage(runtime: DockerRuntime) -> tuple[int, dict[str, tuple[int, 
             sample = await runtime.docker._query_json(
                 f"containers/{twin['id']}/stats", params={"stream": "0", "one-shot": "1"}
             )
+            memory = int((sample.get("memory_stats") or {}).get("usage") or 0)
+            cpu_ns = int(((sample.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
         except Exception:
-            return None  # removed between the listing and the stats: not alive any more
-        memory = int((sample.get("memory_stats") or {}).get("usage") or 0)
-        cpu_ns = int(((sample.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+            # removed or stopped between the listing and the stats: nothing to measure
+            log.debug("no stats for twin %s", twin["name"], exc_info=True)
+            return None
         return twin["labels"].get(LABEL_RUN, twin["name"]), (memory, cpu_ns / 1e9)
 
     usage = [u for u in await asyncio.gather(*(one(t) for t in running)) if u is not None]
