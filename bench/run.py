@@ -42,12 +42,16 @@ from patchtwin.checks.engine import build_script
 from patchtwin.client import PROGRESS_TOPICS
 from patchtwin.demo import CHECKS, GOOD_PATCH
 from patchtwin.images import web_ref
-from patchtwin.runtime.docker import LABEL_RUN
+from patchtwin.runtime.docker import LABEL_OWNER, LABEL_RUN
+from patchtwin.settings import Settings
 from schemas import TwinRequested
 from schemas.topics import Topic
 
 console = Console()
 RUN_LABEL = LABEL_RUN
+#: The bench's services label their twins with this owner, so twins of anything else running
+#: on the machine are not counted.
+BENCH_OWNER = f"patchtwin-bench-{os.getpid()}"
 
 
 def reference_request(run_id: str) -> dict[str, Any]:
@@ -72,7 +76,7 @@ class Services:
 
     @classmethod
     def start(cls, state_dir: Path) -> Services:
-        env = {**os.environ, "PATCHTWIN_STATE_DIR": str(state_dir)}
+        env = {**os.environ, "PATCHTWIN_STATE_DIR": str(state_dir), "PATCHTWIN_OWNER": BENCH_OWNER}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         env.pop("DATABASE_URL", None)
         log = (state_dir / "up.log").open("wb")
@@ -223,18 +227,22 @@ async def floor_once(docker: aiodocker.Docker, image: str) -> float:
 # -- the scenarios ----------------------------------------------------------------------------
 
 
-async def reference(collector: Collector, runs: int) -> list[Seen]:
-    results = []
-    for i in range(runs + 1):  # the first warms caches and is not counted
+async def reference_and_floor(collector: Collector, docker: aiodocker.Docker,
+                              runs: int) -> tuple[list[Seen], list[float]]:
+    """Alternates a patchtwin run and a floor run, so both see the same machine load."""
+    results, floor = [], []
+    for i in range(runs + 1):  # the first pair warms caches and is not counted
         seen = await collector.submit(reference_request(f"bench-ref-{uuid.uuid4().hex[:8]}"))
         await asyncio.wait_for(seen.done.wait(), 300)
+        floor_s = await floor_once(docker, web_ref("12"))
         if i:
             results.append(seen)
-    return results
+            floor.append(floor_s)
+    return results, floor
 
 
 async def twins_alive(docker: aiodocker.Docker) -> int:
-    return len(await docker.containers.list(filters={"label": [RUN_LABEL]}))
+    return len(await docker.containers.list(filters={"label": [f"{LABEL_OWNER}={BENCH_OWNER}"]}))
 
 
 async def throughput(collector: Collector, services: Services, docker: aiodocker.Docker,
@@ -260,6 +268,8 @@ async def throughput(collector: Collector, services: Services, docker: aiodocker
         "errors": statuses.count("error"),
         "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
         "max_twins_alive": peak_twins,
+        "twin_limit": Settings().twin_limit(),
+        "stage_workers": Settings().stage_workers,
         "services_peak_rss_mb": round(max(peak_rss, services.memory_mb("VmHWM")), 1),
         "hops": [h for s in seen for h in hops(s)],
     }
@@ -283,10 +293,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         collector = Collector(services.bootstrap)
         try:
             await collector.start()
-            console.print(f"reference scenario: {args.runs} runs, one after another")
-            ref = await reference(collector, args.runs)
-            console.print(f"floor: {args.runs} runs with the Docker API directly")
-            floor = [await floor_once(docker, web_ref("12")) for _ in range(args.runs)]
+            console.print(f"reference scenario and floor: {args.runs} runs each, alternating")
+            ref, floor = await reference_and_floor(collector, docker, args.runs)
             console.print(f"throughput: {args.burst} runs at once")
             burst = await throughput(collector, services, docker, args.burst)
         finally:
@@ -340,7 +348,8 @@ def show(result: dict[str, Any]) -> None:
     for name, measured, target, met in targets:
         summary.add_row(name, measured, target, "[green]yes[/]" if met else "[red]no[/]")
     console.print(summary)
-    console.print(f"most twins alive at once: {t['max_twins_alive']}; services' peak RSS: "
+    console.print(f"most twins alive at once: {t['max_twins_alive']} (limit {t['twin_limit']}, "
+                  f"{t['stage_workers']} workers per stage); services' peak RSS: "
                   f"{t['services_peak_rss_mb']} MB; statuses: {t['statuses']}")
 
 

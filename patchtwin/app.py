@@ -89,7 +89,9 @@ class App:
         self.pool = await store.connect(self.settings.database_url)
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
-        self.runtime = DockerRuntime(self.settings.docker_url, owner=self.settings.owner)
+        self.runtime = DockerRuntime(
+            self.settings.docker_url, owner=self.settings.owner, instance=self.settings.instance
+        )
         self.runtimes = Runtimes([self.runtime])
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
@@ -136,7 +138,7 @@ class App:
         assert self.runtimes is not None and self.pool is not None
         while True:
             try:
-                await sweep(self.runtimes, self.pool)
+                await sweep(self.runtimes, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
             except Exception:
                 log.warning("janitor sweep failed", exc_info=True)
             await asyncio.sleep(self.settings.janitor_interval_s)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     twin_pids: int = 1024
     twin_ttl_s: int = 24 * 3600
     readiness_timeout_s: float = 60.0
+    #: Twins alive at once across the provisioner's workers; 0 picks 4 per core, fewer when
+    #: memory is short (patchtwin.capacity.default_max_twins). More requests wait in Kafka.
+    max_twins: int = 0
     patch_output_cap_bytes: int = 1024 * 1024
     patch_kill_grace_s: float = 5.0
 
@@ -42,6 +45,15 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
     owner: str = "patchtwin"
+    #: Messages a provisioner/executor/prober works on at once (one consumer per worker, so
+    #: at most the topic's partitions, 4, are useful); the analyzer and janitor take one.
+    stage_workers: int = 4
+    #: How long the broker may hold a fetch for lack of data. The default of Apache Kafka
+    #: clients (500 ms) became most of each hop's latency; 20 ms costs a few idle fetches.
+    kafka_fetch_max_wait_ms: int = 20
+    #: Names this deployment on a shared Docker engine: twins are labelled with it, and the
+    #: janitor only ever lists and removes twins of its own instance.
+    instance: str = Field(default="default", min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
     # transient-failure retries (broker, database, Docker busy)
     retry_attempts: int = 4
@@ -50,6 +62,13 @@ class Settings(BaseSettings):
 
     # janitor
     janitor_interval_s: float = 60.0
+    #: A twin of this instance whose run the database does not know is removed once this old.
+    janitor_orphan_grace_s: float = 600.0
+
+    def twin_limit(self) -> int:
+        from patchtwin.capacity import default_max_twins
+
+        return self.max_twins or default_max_twins()
 
     # observability (telemetry.py, http.py, logs.py, samplers.py)
     #: where spans go: nowhere, OTLP (OTEL_EXPORTER_OTLP_* variables), or the console

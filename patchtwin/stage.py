@@ -62,10 +62,16 @@ class Stage:
     def topic(self, topic: Topic) -> str:
         return self.settings.topic(topic.value)
 
-    def subscription(self) -> dict[str, Any]:
+    def subscription(self, *, workers: int = 1) -> dict[str, Any]:
         """How every stage consumes: its own group, from the earliest offset for a new group,
-        committing only after the handler finished (a crash means redelivery, not loss)."""
+        committing only after the handler finished (a crash means redelivery, not loss).
+        `workers` > 1 runs that many consumers of the group, each handling its partitions in
+        order, so one run's events are still handled one after another."""
         return {
+            "max_workers": workers,
+            "fetch_max_wait_ms": self.settings.kafka_fetch_max_wait_ms,
+            # a worker may hold a message while the twin limit is reached; heartbeats go on
+            "max_poll_interval_ms": 3_600_000,
             "group_id": self.group_id,
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.NACK_ON_ERROR,

@@ -4,6 +4,7 @@ the way `patchtwin up` starts them, once per test session."""
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,8 +37,13 @@ async def stack() -> AsyncIterator[EmbeddedStack]:
 
 @pytest.fixture(scope="session")
 def settings(stack: EmbeddedStack) -> Settings:
-    # http_port=0: a free port, so concurrent test sessions never fight over 8080
-    return stack.configure(Settings(janitor_interval_s=5, readiness_timeout_s=30, http_port=0))
+    """A unique instance per session: the session's janitor never touches twins of another
+    session or deployment on the same Docker engine (nor they its twins). http_port=0: a free
+    port, so concurrent test sessions never fight over 8080."""
+    return stack.configure(
+        Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}",
+                 http_port=0)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +66,9 @@ async def pipeline(settings: Settings, images: list[str]) -> AsyncIterator[App]:
 
 
 @pytest.fixture
-async def runtime() -> AsyncIterator[DockerRuntime]:
-    docker = DockerRuntime()
+async def runtime(settings: Settings) -> AsyncIterator[DockerRuntime]:
+    """The Docker engine as the services see it: the session's owner and instance."""
+    docker = DockerRuntime(settings.docker_url, owner=settings.owner, instance=settings.instance)
     try:
         yield docker
     finally:

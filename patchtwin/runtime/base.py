@@ -19,6 +19,9 @@ LABEL_RUN = "io.patchtwin.run-id"
 LABEL_OWNER = "io.patchtwin.owner"
 LABEL_CREATED = "io.patchtwin.created-at"
 LABEL_EXPIRES = "io.patchtwin.expires-at"
+#: Names the deployment (Settings.instance): a runtime lists, and so a janitor removes, only
+#: twins of its own instance, so stacks sharing one engine or cluster never sweep each other's.
+LABEL_INSTANCE = "io.patchtwin.instance"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class TwinRuntime(Protocol):
 
     name: str
     owner: str
+    instance: str
 
     async def close(self) -> None: ...
 

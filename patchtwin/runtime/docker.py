@@ -1,7 +1,8 @@
 """Twins as Docker containers (aiodocker): create hardened, exec with limits, destroy.
 
-Every twin carries labels (`io.patchtwin.*`) naming its run, owner and expiry, so the
-janitor can find it again after any crash without a database.
+Every twin carries labels (`io.patchtwin.*`) naming its run, owner, instance and expiry, so
+the janitor can find it again after any crash without a database; a runtime only ever lists
+(and so removes) twins of its own instance.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, Twi
 from patchtwin.runtime.base import (
     LABEL_CREATED,
     LABEL_EXPIRES,
+    LABEL_INSTANCE,
     LABEL_OWNER,
     LABEL_RUN,
     CappedBuffer,
@@ -35,6 +37,7 @@ from schemas.events import TwinRef
 __all__ = [
     "LABEL_CREATED",
     "LABEL_EXPIRES",
+    "LABEL_INSTANCE",
     "LABEL_OWNER",
     "LABEL_RUN",
     "DockerRuntime",
@@ -48,10 +51,12 @@ __all__ = [
 DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
 
 
-def twin_name(run_id: str) -> str:
-    """A valid, collision-free container name for a run id."""
+def twin_name(run_id: str, instance: str = "default") -> str:
+    """A valid container name for a run id, distinct per instance (so one stack never
+    replaces another stack's twin of a run with the same id)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
-    return f"patchtwin-{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(f"{instance}\0{run_id}".encode()).hexdigest()[:8]
+    return f"patchtwin-{safe}-{digest}"
 
 
 def _transient(exc: DockerError) -> bool:
@@ -63,9 +68,10 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, url: str | None = None, owner: str = "patchtwin") -> None:
+    def __init__(self, url: str | None = None, owner: str = "patchtwin", instance: str = "default") -> None:
         self._url = url
         self.owner = owner
+        self.instance = instance
         self._docker: aiodocker.Docker | None = None
         self.exec_count = 0
 
@@ -103,7 +109,7 @@ class DockerRuntime:
         """Creates and starts the run's twin; a leftover of an interrupted attempt is replaced."""
         if not await self.image_exists(image):
             raise ImageUnavailable(f"image {image!r} is not on this Docker engine")
-        name = twin_name(run_id)
+        name = twin_name(run_id, self.instance)
         if not keep_existing:
             await self.destroy(name)
         created = datetime.now(UTC)
@@ -114,6 +120,7 @@ class DockerRuntime:
             "Labels": {
                 LABEL_RUN: run_id,
                 LABEL_OWNER: self.owner,
+                LABEL_INSTANCE: self.instance,
                 LABEL_CREATED: created.isoformat(),
                 LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat(),
             },
@@ -227,13 +234,25 @@ class DockerRuntime:
         except DockerError as exc:
             if exc.status == 404:
                 return False
-            if exc.status == 409:  # removal already in progress
+            if exc.status == 409:  # removal already in progress (another janitor): wait for it
+                await self._gone(name)
                 return True
             raise
 
+    async def _gone(self, name: str, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                await self.docker.containers.get(name)
+            except DockerError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            await asyncio.sleep(0.1)
+
     async def list_ours(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Containers carrying our owner label (and the run's label when given)."""
-        labels = [f"{LABEL_OWNER}={self.owner}"]
+        """Containers carrying our owner and instance labels (and the run's label when given)."""
+        labels = [f"{LABEL_OWNER}={self.owner}", f"{LABEL_INSTANCE}={self.instance}"]
         if run_id is not None:
             labels.append(f"{LABEL_RUN}={run_id}")
         containers = await self.docker.containers.list(all=True, filters={"label": labels})

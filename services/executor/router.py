@@ -13,7 +13,7 @@ def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
 
     @router.subscriber(
         stage.topic(Topic.TWIN_READY),
-        **stage.subscription(),
+        **stage.subscription(workers=stage.settings.stage_workers),
         title="twin.ready:executor",
     )
     async def on_twin_ready(message: KafkaMessage) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from patchtwin.runtime import Runtimes, TwinRuntime
-from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_RUN
+from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_RUN
 from schemas import TwinReleased, VerdictIssued
 
 log = logging.getLogger("patchtwin.janitor")
@@ -25,33 +25,67 @@ async def release(verdict: VerdictIssued, runtimes: Runtimes | TwinRuntime) -> T
     return TwinReleased(run_id=verdict.run_id, twins=removed, reason=f"verdict {verdict.status.value}")
 
 
-async def sweep(runtimes: Runtimes | TwinRuntime, pool: asyncpg.Pool) -> list[str]:
-    """Removes twins past their expiry, and twins of runs the janitor already released
-    (left behind by a crash between release and removal), in every runtime."""
+async def sweep(runtimes: Runtimes | TwinRuntime, pool: asyncpg.Pool, *, orphan_grace_s: float) -> list[str]:
+    """Removes, in every runtime, this instance's twins that no run needs any more (see
+    `why_remove`).
+
+    Only twins carrying the runtime's owner and instance labels are ever looked at, so a
+    janitor never touches another deployment's or test session's twins on a shared engine."""
     removed = []
     for runtime in Runtimes.wrap(runtimes).all():
-        removed += await _sweep_one(runtime, pool)
+        removed += await _sweep_one(runtime, pool, orphan_grace_s)
     return removed
 
 
-async def _sweep_one(runtime: TwinRuntime, pool: asyncpg.Pool) -> list[str]:
+async def _sweep_one(runtime: TwinRuntime, pool: asyncpg.Pool, orphan_grace_s: float) -> list[str]:
     removed = []
     now = datetime.now(UTC)
     for twin in await runtime.list_ours():
-        labels = twin["labels"]
-        run_id = labels.get(LABEL_RUN, "")
-        expired = _expired(labels.get(LABEL_EXPIRES), now)
-        released = await pool.fetchval(
-            "SELECT status = 'done' FROM janitor_runs WHERE run_id = $1", run_id
-        )
-        kept = await pool.fetchval(
-            "SELECT (outcome->>'kept')::boolean FROM janitor_runs WHERE run_id = $1", run_id
-        )
-        if expired or (released and not kept):
-            await runtime.destroy(twin["name"])
-            removed.append(twin["name"])
-            log.info("janitor removed %s (%s)", twin["name"], "expired" if expired else "orphan")
+        reason = await why_remove(pool, twin["labels"], now, orphan_grace_s)
+        if reason is None:
+            continue
+        await runtime.destroy(twin["name"])
+        removed.append(twin["name"])
+        log.info("janitor removed %s (%s)", twin["name"], reason)
     return removed
+
+
+async def why_remove(
+    pool: asyncpg.Pool, labels: dict[str, str], now: datetime, orphan_grace_s: float
+) -> str | None:
+    """Why a twin should go, or None while a run may still need it.
+
+    - past its expiry (the request's `ttl_s`): always, kept or not;
+    - its run has a verdict and the request did not ask to keep the twin (left behind by a
+      crash between the verdict and the release, or a run that failed after provisioning);
+    - its run is unknown to this instance's database, once older than `orphan_grace_s`
+      (the provisioner records a run before it creates its twin, so only a lost database or
+      a twin made by hand gets here; the grace spares twins made directly by tools and tests).
+    """
+    if _expired(labels.get(LABEL_EXPIRES), now):
+        return "expired"
+    run_id = labels.get(LABEL_RUN, "")
+    row = await pool.fetchrow(
+        "SELECT p.run_id IS NOT NULL AS known, v.run_id IS NOT NULL AS judged, "
+        "coalesce((v.verdict->>'keep_twin')::boolean, false) AS keep "
+        "FROM (SELECT $1::text AS run_id) r "
+        "LEFT JOIN provisioner_runs p ON p.run_id = r.run_id "
+        "LEFT JOIN verdicts v ON v.run_id = r.run_id",
+        run_id,
+    )
+    assert row is not None
+    if row["judged"]:
+        return None if row["keep"] else "run finished"
+    if not row["known"] and _older_than(labels.get(LABEL_CREATED), now, orphan_grace_s):
+        return "run unknown"
+    return None
+
+
+def _older_than(stamp: str | None, now: datetime, seconds: float) -> bool:
+    try:
+        return stamp is None or (now - datetime.fromisoformat(stamp)).total_seconds() >= seconds
+    except ValueError:
+        return True
 
 
 def _expired(stamp: str | None, now: datetime) -> bool:

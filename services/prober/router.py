@@ -13,7 +13,7 @@ def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
 
     @router.subscriber(
         stage.topic(Topic.PATCH_APPLIED),
-        **stage.subscription(),
+        **stage.subscription(workers=stage.settings.stage_workers),
         title="patch.applied:prober",
     )
     async def on_patch_applied(message: KafkaMessage) -> None:

@@ -1,7 +1,9 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
+from patchtwin.capacity import TwinGate
 from patchtwin.runtime import Runtimes
+from patchtwin.runtime.base import LABEL_RUN
 from patchtwin.stage import Stage
 from schemas import Topic, TwinReady, TwinRequested
 from services.provisioner.logic import provision
@@ -9,22 +11,42 @@ from services.provisioner.logic import provision
 
 def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
+    gate = twin_gate(stage, runtimes)
     router.publisher(stage.topic(Topic.TWIN_READY), title="twin.ready", schema=TwinReady)
 
     @router.subscriber(
         stage.topic(Topic.TWIN_REQUESTED),
-        **stage.subscription(),
+        **stage.subscription(workers=stage.settings.stage_workers),
         title="twin.requested:provisioner",
     )
     async def on_twin_requested(message: KafkaMessage) -> None:
         request = await stage.receive(message, TwinRequested)
         if request is None:
             return
+
+        async def admitted() -> TwinReady:
+            async with gate.admit(request.run_id):
+                return await provision(request, runtimes.get(request.asset.runtime), stage.settings)
+
         await stage.handle(
             request,
-            lambda: provision(request, runtimes.get(request.asset.runtime), stage.settings),
+            admitted,
             context={"asset_id": request.asset.id, "patch_id": request.patch.id,
                      "keep_twin": request.keep_twin},
         )
 
     return router
+
+
+def twin_gate(stage: Stage, runtimes: Runtimes) -> TwinGate:
+    """Back-pressure on twins alive in every runtime, counted from the engines (twins outlive
+    this handler)."""
+
+    async def alive_runs() -> set[str]:
+        return {
+            twin["labels"].get(LABEL_RUN, twin["name"])
+            for runtime in runtimes.all()
+            for twin in await runtime.list_ours()
+        }
+
+    return TwinGate(stage.settings.twin_limit(), alive_runs)

@@ -1,0 +1,71 @@
+"""The janitor: twins end with their run or at their expiry, and only its own instance's twins."""
+
+from __future__ import annotations
+
+import uuid
+
+from patchtwin.app import App
+from patchtwin.images import base_ref
+from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.runtime.base import LABEL_INSTANCE
+from patchtwin.settings import Settings
+from services.janitor.logic import sweep
+
+SMALL = TwinLimits(cpus=0.5, memory_mb=64, pids=64)
+
+
+async def test_sweep_removes_orphans_of_its_own_instance_only(
+    pipeline: App, settings: Settings, runtime: DockerRuntime, images: list[str]
+) -> None:
+    """A twin whose run this instance's database does not know is an orphan to this instance,
+    but another instance's twin is never touched, whatever its run."""
+    other = DockerRuntime(settings.docker_url, owner=settings.owner, instance=f"other-{uuid.uuid4().hex[:8]}")
+    run_id = f"orphan-{uuid.uuid4().hex[:8]}"
+    try:
+        ours = await runtime.create(run_id, base_ref("12"), limits=SMALL, ttl_s=600)
+        theirs = await other.create(run_id, base_ref("12"), limits=SMALL, ttl_s=600)
+        assert ours.name != theirs.name  # the same run id in two instances: two twins
+
+        assert pipeline.pool is not None
+        removed = await sweep(runtime, pipeline.pool, orphan_grace_s=0)
+
+        assert ours.name in removed
+        assert theirs.name not in removed
+        assert await runtime.list_ours(run_id) == []
+        [kept] = await other.list_ours(run_id)
+        assert kept["labels"][LABEL_INSTANCE] == other.instance
+    finally:
+        await other.destroy_run(run_id)
+        await runtime.destroy_run(run_id)
+        await other.close()
+
+
+async def test_sweep_spares_an_unknown_run_inside_the_grace_and_removes_an_expired_twin(
+    pipeline: App, runtime: DockerRuntime, images: list[str]
+) -> None:
+    fresh_run, expired_run = f"fresh-{uuid.uuid4().hex[:8]}", f"expired-{uuid.uuid4().hex[:8]}"
+    try:
+        fresh = await runtime.create(fresh_run, base_ref("12"), limits=SMALL, ttl_s=600)
+        await runtime.create(expired_run, base_ref("12"), limits=SMALL, ttl_s=0)
+
+        assert pipeline.pool is not None
+        removed = await sweep(runtime, pipeline.pool, orphan_grace_s=600)
+
+        assert fresh.name not in removed
+        assert await runtime.list_ours(expired_run) == []
+        assert [t["name"] for t in await runtime.list_ours(fresh_run)] == [fresh.name]
+    finally:
+        await runtime.destroy_run(fresh_run)
+        await runtime.destroy_run(expired_run)
+
+
+async def test_twins_carry_the_instance_label(
+    settings: Settings, runtime: DockerRuntime, images: list[str]
+) -> None:
+    run_id = f"labelled-{uuid.uuid4().hex[:8]}"
+    try:
+        await runtime.create(run_id, base_ref("12"), limits=SMALL, ttl_s=60)
+        [twin] = await runtime.list_ours(run_id)
+        assert twin["labels"][LABEL_INSTANCE] == settings.instance
+    finally:
+        await runtime.destroy_run(run_id)
