@@ -3,6 +3,8 @@
     PatchtwinError                 (code, retryable)
     ├── InvalidRequest             bad input: the request, a check spec — never retried
     ├── ImageUnavailable           no image for the platform — never retried
+    │   ├── PackageVersionUnavailable  a pinned version is not in the repositories
+    │   └── ImageBuildFailed       the asset image's build failed otherwise
     ├── TwinError                  the twin could not be made or used
     │   ├── TwinStartFailed
     │   ├── TwinNotReady
@@ -33,6 +35,14 @@ class InvalidRequest(PatchtwinError):
 
 class ImageUnavailable(PatchtwinError):
     code = Code.IMAGE_UNAVAILABLE
+
+
+class PackageVersionUnavailable(ImageUnavailable):
+    code = Code.PACKAGE_VERSION_UNAVAILABLE
+
+
+class ImageBuildFailed(ImageUnavailable):
+    code = Code.IMAGE_BUILD_FAILED
 
 
 class TwinError(PatchtwinError):

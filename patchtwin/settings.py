@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     twin_pids: int = 1024
     twin_ttl_s: int = 24 * 3600
     readiness_timeout_s: float = 60.0
+    #: Build a Debian-family base with debootstrap when no registry has it (about 40 s, once).
+    build_missing_bases: bool = True
+    image_pull_timeout_s: float = 60.0
     #: Twins alive at once across the provisioner's workers; 0 picks 4 per core, fewer when
     #: memory is short (patchtwin.capacity.default_max_twins). More requests wait in Kafka.
     max_twins: int = 0

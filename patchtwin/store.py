@@ -180,12 +180,19 @@ class OutboxRecord:
         )
 
 
-async def pending_outbox(pool: asyncpg.Pool, source: str, limit: int = 100) -> list[OutboxRecord]:
+async def pending_outbox(
+    pool: asyncpg.Pool, source: str, limit: int = 100, *, min_age_s: float = 5.0
+) -> list[OutboxRecord]:
+    """Stored events not yet published. Only those older than `min_age_s`: a younger one is most
+    likely being published right now by the stage that stored it, and sending it from the relay
+    too would put the same event on the topic twice."""
     rows = await pool.fetch(
         "SELECT event_id, run_id, topic, source, ce_type, payload, traceparent FROM outbox "
-        "WHERE published_at IS NULL AND source = $1 ORDER BY created_at LIMIT $2",
+        "WHERE published_at IS NULL AND source = $1 AND created_at < now() - make_interval(secs => $3) "
+        "ORDER BY created_at LIMIT $2",
         source,
         limit,
+        min_age_s,
     )
     return [OutboxRecord(**dict(r)) for r in rows]
 

@@ -15,6 +15,8 @@ class Code(StrEnum):
     DUPLICATE_RUN_ID = "DUPLICATE_RUN_ID"
     # the twin
     IMAGE_UNAVAILABLE = "IMAGE_UNAVAILABLE"
+    PACKAGE_VERSION_UNAVAILABLE = "PACKAGE_VERSION_UNAVAILABLE"
+    IMAGE_BUILD_FAILED = "IMAGE_BUILD_FAILED"
     TWIN_START_FAILED = "TWIN_START_FAILED"
     TWIN_NOT_READY = "TWIN_NOT_READY"
     TWIN_LOST = "TWIN_LOST"
@@ -51,6 +53,10 @@ MEANING: dict[Code, str] = {
     Code.DUPLICATE_RUN_ID: "A request reused a run id with a different body; the first run "
     "stands, the second request went to the dead-letter topic.",
     Code.IMAGE_UNAVAILABLE: "No image could be found, pulled or built for the asset's platform.",
+    Code.PACKAGE_VERSION_UNAVAILABLE: "A package version the asset pins is not in the platform's "
+    "repositories (the message names the package). Fix the pin or the mirror; a retry cannot help.",
+    Code.IMAGE_BUILD_FAILED: "Building the asset's image failed for another reason (the message has the "
+    "build's last output); a retry may help when the mirror was unreachable.",
     Code.TWIN_START_FAILED: "The twin container could not be created or started.",
     Code.TWIN_NOT_READY: "The asset's services did not come up before the readiness deadline.",
     Code.TWIN_LOST: "The twin disappeared while the run still needed it.",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.checks import Check, CheckResult, SuiteResult
 from schemas.codes import Code
 from schemas.request import RUN_ID_PATTERN, Asset, Patch
+from schemas.state import Fidelity, Provisioning, StateDiff, SystemState
 from schemas.topics import Topic
 
 SCHEMA_VERSION = "1"
@@ -81,6 +82,10 @@ class RunContext(BaseModel):
     twin: TwinRef
     baseline: SuiteResult
     timeline: list[StageSpan] = Field(default_factory=list)
+    #: The unpatched twin's system state, its likeness to the asset, and how it was made.
+    state: SystemState | None = None
+    fidelity: Fidelity | None = None
+    provisioning: Provisioning | None = None
 
 
 class TwinReady(Event):
@@ -99,6 +104,8 @@ class PatchOutcome(BaseModel):
     truncated: bool = False
     timed_out: bool = False
     oom_killed: bool = False
+    #: What the patch changed in the twin (packages, ports, services, files, users, sysctls).
+    state_diff: StateDiff | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -2,51 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from schemas.asset import Asset, Platform, Resources
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
-
-
-class Platform(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    os: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
-    arch: str = "amd64"
-
-    @field_validator("os", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
-
-
-class Resources(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    cpus: float = Field(default=2.0, gt=0, le=64)
-    memory_mb: int = Field(default=4096, ge=16, le=1024 * 1024)
-    pids: int = Field(default=1024, ge=16, le=1_000_000)
-
-
-class Asset(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: str = Field(min_length=1, max_length=200)
-    platform: Platform
-    image: str | None = Field(default=None, max_length=512)
-    services: list[str] = Field(default_factory=list, max_length=64)
-    resources: Resources | None = None
-    runtime: Literal["docker"] = "docker"
-
-    @field_validator("services")
-    @classmethod
-    def _service_names(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not name or len(name) > 128 or not all(c.isalnum() or c in "._@-" for c in name):
-                raise ValueError(f"not a service name: {name!r}")
-        return names
 
 
 class Patch(BaseModel):
@@ -56,3 +16,6 @@ class Patch(BaseModel):
     script: str = Field(min_length=1, max_length=256 * 1024)
     interpreter: str = Field(default="/bin/sh", pattern=r"^/[A-Za-z0-9_./-]+$")
     timeout_s: float = Field(default=600, gt=0, le=24 * 3600)
+
+
+__all__ = ["RUN_ID_PATTERN", "Asset", "Patch", "Platform", "Resources"]

@@ -6,7 +6,7 @@ import shlex
 
 from patchtwin.checks import run_suite
 from patchtwin.exceptions import ImageUnavailable, TwinNotReady
-from patchtwin.images import resolve_image
+from patchtwin.platforms import resolve_base
 from patchtwin.runtime import TwinLimits, TwinRuntime
 from patchtwin.settings import Settings
 from patchtwin.stage import now
@@ -16,16 +16,11 @@ from schemas.events import TwinRef
 
 async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Settings) -> TwinReady:
     started = now()
-    image = await resolve_image(request.asset, runtime)
-    if image is None:
-        raise ImageUnavailable(
-            f"no image for {request.asset.platform.os} {request.asset.platform.version}: "
-            "name one in asset.image, or run `patchtwin images build`"
-        )
+    image = await resolve_twin_image(request, runtime, settings)
     twin = await runtime.create(
         request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s
     )
-    await start_services(runtime, twin, request.asset.services, settings.readiness_timeout_s)
+    await start_services(runtime, twin, [s.name for s in request.asset.service_specs], settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
     return TwinReady(
         run_id=request.run_id,
@@ -36,6 +31,20 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
             timeline=[StageSpan(stage="provision", started_at=started, finished_at=now())],
         ),
     )
+
+
+async def resolve_twin_image(request: TwinRequested, runtime: TwinRuntime, settings: Settings) -> str:
+    """The asset's explicit image (which must exist here), else its platform's base image."""
+    asset = request.asset
+    if asset.image:
+        if not await runtime.image_exists(asset.image):
+            raise ImageUnavailable(
+                f"image {asset.image!r} is not on this Docker engine: `docker load` or pull it there, "
+                "or leave asset.image out to use the platform's image"
+            )
+        return asset.image
+    return await resolve_base(asset.platform, runtime, settings.state_dir, build=settings.build_missing_bases,
+                              pull_timeout_s=settings.image_pull_timeout_s)
 
 
 def limits_for(request: TwinRequested, settings: Settings) -> TwinLimits:
