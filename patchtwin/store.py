@@ -266,3 +266,19 @@ async def recent_runs(pool: asyncpg.Pool, limit: int = 20, run_id: str | None = 
         )
         for r in rows
     ]
+
+
+LEDGER_STAGES: tuple[str, ...] = ("provisioner", "executor", "prober", "analyzer", "janitor")
+
+
+async def run_progress(pool: asyncpg.Pool, run_id: str) -> dict[str, str]:
+    """How far a run got: each stage's ledger status (working, done, failed) where it has a row."""
+    progress: dict[str, str] = {}
+    for stage in LEDGER_STAGES:
+        try:
+            status = await pool.fetchval(f"SELECT status FROM {stage}_runs WHERE run_id = $1", run_id)
+        except asyncpg.UndefinedTableError:
+            continue
+        if status is not None:
+            progress[stage] = status
+    return progress

@@ -41,6 +41,8 @@ class Code(StrEnum):
     RUN_DEADLINE_EXCEEDED = "RUN_DEADLINE_EXCEEDED"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # the command line
+    RUN_NOT_FOUND = "RUN_NOT_FOUND"
 
 
 #: What each code means, for people (README, CLI). Every Code has an entry.
@@ -83,4 +85,7 @@ MEANING: dict[Code, str] = {
     Code.RETRIES_EXHAUSTED: "A transient failure (broker, database, Docker) outlasted the "
     "retries.",
     Code.INTERNAL_ERROR: "An unexpected fault inside patchtwin; the message has the details.",
+    Code.RUN_NOT_FOUND: "`patchtwin report`/`show`: no verdict is stored for that run id, either "
+    "because no such run exists (check the id) or because it is still in progress (try again "
+    "once its verdict is issued; the message says which stages are done).",
 }
