@@ -17,6 +17,7 @@ from rich.text import Text
 
 from patchtwin.store import RunRow
 from schemas import CheckVerdict, Classification, Code, Issue, VerdictIssued, VerdictStatus
+from schemas.state import PackageChange, PackageVersion, ServiceChange, StateDiff, ValueChange
 
 FORMATS: tuple[str, ...] = ("json", "junit", "markdown")
 
@@ -142,6 +143,7 @@ def render_junit(verdict: VerdictIssued) -> str:
         "run_id": verdict.run_id, "status": verdict.status.value, "confidence": f"{verdict.confidence:g}",
         "confidence_formula": verdict.confidence_formula, "summary": verdict.summary,
         "asset_id": verdict.asset_id or "", "patch_id": verdict.patch_id or "",
+        "state_diff": verdict.state_diff_summary,
         **{f"confidence.{f.name}": f"{f.value:g} ({f.observed})" for f in verdict.confidence_factors},
         **{f"duration_s.{stage}": f"{seconds:g}" for stage, seconds in verdict.durations_s.items()},
     }
@@ -181,6 +183,27 @@ _HEADLINE = {
     VerdictStatus.FAILED: "❌ FAILED",
     VerdictStatus.ERROR: "⚠️ ERROR (the test could not be carried out)",
 }
+
+
+def _diff_lines(diff: StateDiff, limit: int = 25) -> list[str]:
+    """The state diff, one change per line, at most `limit` per kind."""
+    lines: list[str] = []
+    for name in type(diff).model_fields:
+        items = getattr(diff, name)
+        label = name.replace("_", " ")
+        for item in items[:limit]:
+            if isinstance(item, PackageChange):
+                text = f"{item.name} {item.before} → {item.after}"
+            elif isinstance(item, ServiceChange | ValueChange):
+                text = f"{item.name}: {item.before} → {item.after}"
+            elif isinstance(item, PackageVersion):
+                text = f"{item.name} {item.version}"
+            else:
+                text = str(item)
+            lines.append(f"{label}: `{text}`")
+        if len(items) > limit:
+            lines.append(f"{label}: … and {len(items) - limit} more")
+    return lines
 
 
 def render_markdown(verdict: VerdictIssued) -> str:
@@ -226,6 +249,11 @@ def render_markdown(verdict: VerdictIssued) -> str:
                   + (" · output truncated" if p.truncated else ""), ""]
         if p.stderr.strip():
             lines += ["stderr (tail):", "", _fence(p.stderr), ""]
+        if p.state_diff is not None:
+            lines += ["### What the patch changed in the twin", "", _cell(verdict.state_diff_summary
+                                                                        or p.state_diff.summary(), 600), ""]
+            lines += [f"- {_cell(line, 300)}" for line in _diff_lines(p.state_diff)]
+            lines.append("")
     if verdict.confidence_factors or verdict.confidence_formula:
         lines += ["### Confidence", "", f"`{verdict.confidence_formula}`", ""]
         if verdict.confidence_factors:
@@ -276,6 +304,8 @@ def show_verdict(console: Console, verdict: VerdictIssued) -> None:
     colour = _COLOUR[verdict.status.value]
     console.rule(f"[{colour}]{verdict.run_id}: {verdict.status.value.upper()}[/] (confidence {verdict.confidence:g})")
     console.print(clean(verdict.summary), markup=False)
+    if verdict.state_diff_summary:
+        console.print(f"[bold]changed in the twin[/]: {clean(verdict.state_diff_summary)}", highlight=False)
     for issue in verdict.issues:
         console.print(f"[{colour}]issue[/] [bold]{issue.code.value}[/]: ", end="")
         console.print(clean(issue.message[:400]), markup=False)

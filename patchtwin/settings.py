@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     max_twins: int = 0
     patch_output_cap_bytes: int = 1024 * 1024
     patch_kill_grace_s: float = 5.0
+    #: confinement of every twin (README "Isolation"); an asset may relax some, never these
+    twin_runtime: str | None = None  # an OCI runtime the engine knows, e.g. "runsc" (gVisor)
+    twin_nofile: int = Field(default=4096, ge=64)
+    twin_fsize_mb: int = Field(default=1024, ge=1)
+    twin_tmpfs_mb: int = Field(default=64, ge=1)
+    twin_log_max_mb: int = Field(default=1, ge=1)
 
     # bus
     max_message_bytes: int = 1024 * 1024

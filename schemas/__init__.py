@@ -10,6 +10,7 @@ from schemas.events import (
     Classification,
     ConfidenceFactor,
     Event,
+    Isolation,
     Issue,
     PatchApplied,
     PatchOutcome,
@@ -23,7 +24,7 @@ from schemas.events import (
     VerdictIssued,
     VerdictStatus,
 )
-from schemas.request import Asset, Patch, Platform, Resources
+from schemas.request import Asset, Patch, Platform, Relaxations, Resources
 from schemas.topics import Topic
 
 __all__ = [
@@ -41,11 +42,13 @@ __all__ = [
     "Code",
     "ConfidenceFactor",
     "Event",
+    "Isolation",
     "Issue",
     "Patch",
     "PatchApplied",
     "PatchOutcome",
     "Platform",
+    "Relaxations",
     "Resources",
     "RunContext",
     "RunFailed",

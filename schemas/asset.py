@@ -113,6 +113,33 @@ class HttpReady(BaseModel):
 ReadyCondition = Annotated[PortReady | HttpReady, Field(discriminator="type")]
 
 
+#: Capabilities an asset may add back on top of the default set (README "Isolation"). Left out
+#: on purpose: SYS_ADMIN (mount, namespaces), DAC_READ_SEARCH (open_by_handle_at escapes),
+#: SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, SYS_RESOURCE (lifts the rlimits), NET_ADMIN,
+#: BPF, PERFMON, MAC_*, SYSLOG, AUDIT_CONTROL: each reaches past the twin or its limits.
+ExtraCapability = Literal[
+    "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL",  # the default set
+    "AUDIT_WRITE", "FSETID", "IPC_LOCK", "LEASE", "LINUX_IMMUTABLE", "MKNOD", "NET_RAW",
+    "SETFCAP", "SETPCAP", "SYS_CHROOT", "SYS_NICE", "SYS_PTRACE",
+]
+
+
+class Relaxations(BaseModel):
+    """What an asset may loosen in its twin's confinement; the verdict's `isolation.relaxed`
+    lists every relaxation that was applied."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: Literal["none", "internal"] = Field(
+        default="none",
+        description="`internal`: a network of the run's own, reaching neither the host nor other runs",
+    )
+    capabilities: list[ExtraCapability] = Field(default_factory=list, max_length=16)
+    no_new_privileges: bool = Field(
+        default=True, description="false lets setuid programs (sudo, su) gain privileges"
+    )
+
+
 class Asset(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -123,6 +150,7 @@ class Asset(BaseModel):
     image: str | None = Field(default=None, max_length=512)
     services: list[str | ServiceSpec] = Field(default_factory=list, max_length=64)
     resources: Resources | None = None
+    isolation: Relaxations | None = None
     runtime: Literal["docker"] = "docker"
     packages: dict[str, str] = Field(default_factory=dict, description="name → pinned version")
     files: list[FileSpec] = Field(default_factory=list, max_length=256)

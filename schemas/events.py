@@ -56,11 +56,30 @@ class StageSpan(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class Isolation(BaseModel):
+    """How a twin is confined (README "Isolation"): what `docker inspect` would show, and
+    `relaxed`, each loosening the asset asked for (empty for the hardened default)."""
+
+    network: str = "none"
+    capabilities: list[str] = Field(default_factory=list, description="added back after dropping ALL")
+    no_new_privileges: bool = True
+    seccomp: str = "default"
+    runtime: str | None = Field(default=None, description="OCI runtime (e.g. runsc); null: the engine's default")
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    tmpfs_mb: int | None = None
+    nofile: int | None = None
+    fsize_mb: int | None = None
+    relaxed: list[str] = Field(default_factory=list)
+
+
 class TwinRef(BaseModel):
     runtime: Literal["docker"] = "docker"
     id: str
     name: str
     image: str
+    isolation: Isolation | None = None
 
 
 class TwinRequested(Event):
@@ -181,10 +200,13 @@ class VerdictIssued(Event):
     #: Each factor of the confidence with what it came from, and the sum as it was done.
     confidence_factors: list[ConfidenceFactor] = Field(default_factory=list)
     confidence_formula: str = ""
+    #: One line on what the patch changed in the twin (the whole diff is in `patch.state_diff`).
+    state_diff_summary: str = ""
     durations_s: dict[str, float] = Field(default_factory=dict)
     #: When each stage ran, for finding where the time went (`bench/`, `patchtwin show`).
     timeline: list[StageSpan] = Field(default_factory=list)
     keep_twin: bool = False
+    isolation: Isolation | None = None
 
 
 class RunFailed(Event):

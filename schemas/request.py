@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.asset import Asset, Platform, Resources
+from schemas.asset import Asset, Platform, Relaxations, Resources
 
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
@@ -18,4 +18,4 @@ class Patch(BaseModel):
     timeout_s: float = Field(default=600, gt=0, le=24 * 3600)
 
 
-__all__ = ["RUN_ID_PATTERN", "Asset", "Patch", "Platform", "Resources"]
+__all__ = ["RUN_ID_PATTERN", "Asset", "Patch", "Platform", "Relaxations", "Resources"]

@@ -7,10 +7,10 @@ DockerRuntime is the reference implementation; a runtime is picked per request
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.events import TwinRef
+from schemas.events import Isolation, TwinRef
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
 #: janitor finds it again after any crash without a database. `list_ours` reports them
@@ -29,6 +29,40 @@ class TwinLimits:
     cpus: float = 2.0
     memory_mb: int = 4096
     pids: int = 1024
+
+
+#: What a twin may still do as root after dropping ALL capabilities (README "Isolation"):
+#: CHOWN            dpkg and services chown files to their users (www-data, _apt);
+#: DAC_OVERRIDE     root reads and writes files it does not own (dpkg, editing service files);
+#: FOWNER           chmod/utime of files owned by service users (dpkg, logrotate, `touch`);
+#: SETUID, SETGID   nginx's workers, apt's `_apt` sandbox and `su`-less init scripts switch user;
+#: NET_BIND_SERVICE services bind ports below 1024 (nginx on 80);
+#: KILL             `service ... stop/reload` signals daemons running as another user.
+DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """A twin's confinement beyond its resource limits, whatever the runtime: the defaults
+    are the hardened twin; `relaxed` names what an asset loosened, for the verdict."""
+
+    network: str = "none"  # "none" or "internal" (a network of the run's own, host unreachable)
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privileges: bool = True
+    runtime: str | None = None  # an OCI runtime the engine knows, e.g. "runsc" (gVisor)
+    nofile: int = 4096
+    fsize_mb: int = 1024
+    tmpfs_mb: int = 64
+    log_max_mb: int = 1
+    relaxed: tuple[str, ...] = field(default=())
+
+    def report(self, limits: TwinLimits) -> Isolation:
+        return Isolation(
+            network=self.network, capabilities=list(self.capabilities),
+            no_new_privileges=self.no_new_privileges, runtime=self.runtime,
+            memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids, tmpfs_mb=self.tmpfs_mb,
+            nofile=self.nofile, fsize_mb=self.fsize_mb, relaxed=list(self.relaxed),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +118,8 @@ class TwinRuntime(Protocol):
     async def image_exists(self, image: str) -> bool: ...
 
     async def create(
-        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
+        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
+        hardening: Hardening | None = None,
     ) -> TwinRef: ...
 
     async def exec(

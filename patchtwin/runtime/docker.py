@@ -14,6 +14,7 @@ import re
 import tarfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
 from patchtwin.runtime.base import (
+    DEFAULT_CAPABILITIES,
     LABEL_CREATED,
     LABEL_EXPIRES,
     LABEL_INSTANCE,
@@ -29,26 +31,119 @@ from patchtwin.runtime.base import (
     LABEL_RUN,
     CappedBuffer,
     ExecResult,
+    Hardening,
     TwinLimits,
 )
 from patchtwin.telemetry import traced_twin_op
 from schemas.events import TwinRef
 
 __all__ = [
+    "DEFAULT_CAPABILITIES",
     "LABEL_CREATED",
     "LABEL_EXPIRES",
     "LABEL_INSTANCE",
     "LABEL_OWNER",
     "LABEL_RUN",
+    "CopiedOut",
     "DockerRuntime",
     "ExecResult",
+    "Hardening",
     "TwinLimits",
     "twin_name",
 ]
 
-#: What a twin may still do as root: enough for package managers and sysv services
-#: (chown files, switch to a service user, bind port 80, signal its own processes).
-DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
+LABEL_NETWORK = "io.patchtwin.network"
+#: What the engine makes read-only by default (moby's oci defaults); setting the list replaces it.
+DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def host_config(limits: TwinLimits, hardening: Hardening, network: str = "none") -> dict[str, Any]:
+    """The container's HostConfig: every setting README "Isolation" explains, nothing from
+    the host (no binds, no devices, no socket), the engine's default seccomp profile."""
+    mib = 1024 * 1024
+    config: dict[str, Any] = {
+        "NetworkMode": network,
+        "Privileged": False,
+        "Binds": [],
+        "Mounts": [],
+        "Devices": [],
+        "IpcMode": "private",
+        "Memory": limits.memory_mb * mib,
+        "MemorySwap": limits.memory_mb * mib,  # equal: no swap beyond the memory limit
+        "NanoCpus": int(limits.cpus * 1e9),
+        "PidsLimit": limits.pids,
+        "CapDrop": ["ALL"],
+        "CapAdd": list(hardening.capabilities),
+        "SecurityOpt": ["no-new-privileges"] if hardening.no_new_privileges else [],
+        "Ulimits": [
+            {"Name": "nofile", "Soft": hardening.nofile, "Hard": hardening.nofile},
+            {"Name": "fsize", "Soft": hardening.fsize_mb * mib, "Hard": hardening.fsize_mb * mib},
+            {"Name": "core", "Soft": 0, "Hard": 0},
+        ],
+        "Tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={hardening.tmpfs_mb}m,mode=1777"},
+        "ShmSize": hardening.tmpfs_mb * mib,
+        # the engine's defaults, plus the cgroup tree's writable top (a tmpfs in cgroup v1)
+        "ReadonlyPaths": [*DEFAULT_READONLY_PATHS, "/sys/fs/cgroup"],
+        "Dns": ["127.0.0.1"],  # not the host's resolvers: nothing to learn about the host
+        "OomScoreAdj": 500,  # under host memory pressure the kernel kills twins first
+        "Init": True,
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": f"{hardening.log_max_mb}m", "max-file": "1"}},
+    }
+    if hardening.runtime:
+        config["Runtime"] = hardening.runtime
+    return config
+
+
+@dataclass(frozen=True)
+class CopiedOut:
+    """Files read out of a twin: regular files only, by their path inside the archive.
+    `refused` names members that were not read (links, devices, absolute or `..` paths)."""
+
+    files: dict[str, bytes]
+    refused: list[str]
+    truncated: bool
+
+
+def read_archive(data: bytes, *, max_bytes: int, max_members: int = 10_000) -> CopiedOut:
+    """Reads a tar that came out of a twin as hostile: nothing is written to disk and no link
+    is followed; a member is kept only when it is a regular file under a relative path without
+    `..`; the content kept is at most `max_bytes` in all."""
+    files: dict[str, bytes] = {}
+    refused: list[str] = []
+    truncated = False
+    kept = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for count, member in enumerate(tar):
+                if count >= max_members:
+                    truncated = True
+                    break
+                name = member.name
+                parts = name.split("/")
+                if member.isdir() and name.strip("/") in ("", "."):
+                    continue
+                if name.startswith("/") or "\\" in name or ".." in parts or not name.strip("/."):
+                    refused.append(name)
+                    continue
+                if member.isdir():
+                    continue
+                if not member.isreg():
+                    refused.append(name)
+                    continue
+                room = max_bytes - kept
+                if member.size > room:
+                    truncated = True
+                stream = tar.extractfile(member)
+                content = stream.read(max(room, 0)) if stream is not None else b""
+                files["/".join(p for p in parts if p not in ("", "."))] = content
+                kept += len(content)
+    except (tarfile.TarError, EOFError):
+        truncated = True  # the archive was cut (our cap) or is malformed: keep what was read
+    return CopiedOut(files=files, refused=refused, truncated=truncated)
+
+
+def network_name(twin: str) -> str:
+    return f"{twin}-net"
 
 
 def twin_name(run_id: str, instance: str = "default") -> str:
@@ -104,47 +199,60 @@ class DockerRuntime:
 
     @traced_twin_op("create")  # observe
     async def create(
-        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
+        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
+        hardening: Hardening | None = None,
     ) -> TwinRef:
-        """Creates and starts the run's twin; a leftover of an interrupted attempt is replaced."""
+        """Creates and starts the run's twin, hardened; a leftover of an interrupted attempt is
+        replaced. The environment is the image's alone: nothing of patchtwin's enters it."""
+        hardening = hardening or Hardening()
         if not await self.image_exists(image):
             raise ImageUnavailable(f"image {image!r} is not on this Docker engine")
         name = twin_name(run_id, self.instance)
         if not keep_existing:
             await self.destroy(name)
         created = datetime.now(UTC)
-        config: dict[str, Any] = {
-            "Image": image,
-            "Cmd": ["sleep", "infinity"],
-            "Hostname": "twin",
-            "Labels": {
-                LABEL_RUN: run_id,
-                LABEL_OWNER: self.owner,
-                LABEL_INSTANCE: self.instance,
-                LABEL_CREATED: created.isoformat(),
-                LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat(),
-            },
-            "HostConfig": {
-                "NetworkMode": "none",
-                "Memory": limits.memory_mb * 1024 * 1024,
-                "MemorySwap": limits.memory_mb * 1024 * 1024,
-                "NanoCpus": int(limits.cpus * 1e9),
-                "PidsLimit": limits.pids,
-                "CapDrop": ["ALL"],
-                "CapAdd": list(DEFAULT_CAPABILITIES),
-                "SecurityOpt": ["no-new-privileges"],
-                "Init": True,
-                "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}},
-            },
+        labels = {
+            LABEL_RUN: run_id,
+            LABEL_OWNER: self.owner,
+            LABEL_INSTANCE: self.instance,
+            LABEL_CREATED: created.isoformat(),
+            LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat(),
         }
+        network = "none"
         try:
+            if hardening.network == "internal":
+                network = await self._internal_network(name, labels)
+            config: dict[str, Any] = {
+                "Image": image,
+                "Cmd": ["sleep", "infinity"],
+                "Hostname": "twin",
+                "Env": [],
+                "Labels": {**labels, LABEL_NETWORK: network},
+                "HostConfig": host_config(limits, hardening, network),
+            }
             container = await self.docker.containers.create(config=config, name=name)
             await container.start()
         except DockerError as exc:
             if _transient(exc):
                 raise TransientError(f"docker: {exc.message}") from exc
             raise TwinStartFailed(f"could not start twin from {image}: {exc.message}") from exc
-        return TwinRef(id=container.id, name=name, image=image)
+        return TwinRef(id=container.id, name=name, image=image, isolation=hardening.report(limits))
+
+    async def _internal_network(self, twin: str, labels: dict[str, str]) -> str:
+        """A bridge of the run's own: `Internal` (no route out) and without an IPv4 address on
+        the host side (`inhibit_ipv4`), else the twin could reach the host at the gateway."""
+        name = network_name(twin)
+        try:
+            await self.docker.networks.create({
+                "Name": name, "Driver": "bridge", "Internal": True, "CheckDuplicate": True,
+                "EnableIPv6": False, "Labels": labels,
+                "Options": {"com.docker.network.bridge.inhibit_ipv4": "true",
+                            "com.docker.network.bridge.enable_ip_masquerade": "false"},
+            })
+        except DockerError as exc:
+            if exc.status != 409:  # already there: a retry of this run
+                raise
+        return name
 
     @traced_twin_op("exec")  # observe
     async def exec(
@@ -225,19 +333,54 @@ class DockerRuntime:
                 raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
             raise
 
+    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
+        """Files at `path` in the twin (a file or a folder), read as hostile (`read_archive`);
+        at most `max_bytes` of content and a little more of archive are ever transferred."""
+        name = twin.name if isinstance(twin, TwinRef) else twin
+        limit = max_bytes + 1024 * 1024  # room for the tar headers of the kept files
+        chunks: list[bytes] = []
+        received = 0
+        cut = False
+        try:
+            async with self.docker._query(
+                f"containers/{name}/archive", method="GET", params={"path": path}
+            ) as response:
+                while chunk := await response.content.read(64 * 1024):
+                    chunks.append(chunk[: limit - received])
+                    received += len(chunks[-1])
+                    if received >= limit:
+                        cut = True
+                        break
+        except DockerError as exc:
+            if exc.status == 404 and "container" in exc.message.lower():
+                raise TwinLost(f"cannot copy {path} out of {name}: {exc.message}") from exc
+            if exc.status == 404:
+                return CopiedOut(files={}, refused=[], truncated=False)
+            raise
+        copied = read_archive(b"".join(chunks), max_bytes=max_bytes)
+        return CopiedOut(copied.files, copied.refused, copied.truncated or cut)
+
     @traced_twin_op("destroy")  # observe
     async def destroy(self, name: str) -> bool:
-        """Removes a twin, running or not. False when there was none."""
+        """Removes a twin, running or not, and its run's network if it had one. False when
+        there was no twin."""
         try:
             await self.docker.containers.container(name).delete(force=True, v=True)
-            return True
+            removed = True
         except DockerError as exc:
             if exc.status == 404:
-                return False
-            if exc.status == 409:  # removal already in progress (another janitor): wait for it
+                removed = False
+            elif exc.status == 409:  # removal already in progress (another janitor): wait for it
                 await self._gone(name)
-                return True
-            raise
+                removed = True
+            else:
+                raise
+        try:
+            await (await self.docker.networks.get(network_name(name))).delete()
+        except DockerError as exc:
+            if exc.status not in (404, 409):
+                raise
+        return removed
 
     async def _gone(self, name: str, timeout_s: float = 10.0) -> None:
         deadline = time.monotonic() + timeout_s

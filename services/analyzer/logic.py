@@ -115,9 +115,10 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         warnings.append(Issue(code=Code.NO_CHECKS, message="no checks were requested"))
     status = VerdictStatus.FAILED if issues else VerdictStatus.PASSED
     basis = (Basis.PATCH_ENDED_BADLY if patch_ended_badly else Basis.REGRESSION if issues else Basis.PASSED)
+    fidelity, fidelity_note = read_fidelity(context.fidelity)
     scored = compute(Evidence(
         checks=verdicts, basis=basis, repeats=request.repeats, stderr=bool(completed.outcome.stderr.strip()),
-        fidelity=read_fidelity(context), samples=samples,
+        fidelity=fidelity, fidelity_note=fidelity_note, samples=samples,
     ))
     timeline = [*context.timeline, StageSpan(stage="analyze", started_at=started, finished_at=now())]
     return VerdictIssued(
@@ -134,9 +135,11 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         confidence_inputs=scored.inputs,
         confidence_factors=scored.factors,
         confidence_formula=scored.formula,
+        state_diff_summary=completed.outcome.state_diff.summary() if completed.outcome.state_diff else "",
         durations_s=durations(timeline, request.occurred_at),
         timeline=timeline,
         keep_twin=request.keep_twin,
+        isolation=context.twin.isolation,
     )
 
 

@@ -7,7 +7,7 @@ import shlex
 from patchtwin.checks import run_suite
 from patchtwin.exceptions import ImageUnavailable, TwinNotReady
 from patchtwin.platforms import resolve_base
-from patchtwin.runtime import TwinLimits, TwinRuntime
+from patchtwin.runtime import DEFAULT_CAPABILITIES, Hardening, TwinLimits, TwinRuntime
 from patchtwin.settings import Settings
 from patchtwin.stage import now
 from schemas import RunContext, StageSpan, TwinReady, TwinRequested
@@ -18,7 +18,8 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
     started = now()
     image = await resolve_twin_image(request, runtime, settings)
     twin = await runtime.create(
-        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s
+        request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s,
+        hardening=hardening_for(request, settings),
     )
     await start_services(runtime, twin, [s.name for s in request.asset.service_specs], settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
@@ -65,6 +66,28 @@ while :; do
   sleep 0.2
 done
 """
+
+
+def hardening_for(request: TwinRequested, settings: Settings) -> Hardening:
+    """The hardened default, loosened only where the asset asks; each loosening is named."""
+    relax = request.asset.isolation
+    extra = [c for c in (relax.capabilities if relax else []) if c not in DEFAULT_CAPABILITIES]
+    relaxed = [f"capability {c}" for c in extra]
+    if relax is not None and relax.network == "internal":
+        relaxed.insert(0, "network internal")
+    if relax is not None and not relax.no_new_privileges:
+        relaxed.append("no-new-privileges off")
+    return Hardening(
+        network=relax.network if relax else "none",
+        capabilities=(*DEFAULT_CAPABILITIES, *extra),
+        no_new_privileges=relax.no_new_privileges if relax else True,
+        runtime=settings.twin_runtime,
+        nofile=settings.twin_nofile,
+        fsize_mb=settings.twin_fsize_mb,
+        tmpfs_mb=settings.twin_tmpfs_mb,
+        log_max_mb=settings.twin_log_max_mb,
+        relaxed=tuple(relaxed),
+    )
 
 
 async def start_services(
