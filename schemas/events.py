@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.checks import Check, CheckResult, SuiteResult
+from schemas.checks import Check, CheckResult, SuiteResult, unique_names
 from schemas.codes import Code
 from schemas.request import RUN_ID_PATTERN, Asset, Patch
 from schemas.state import Fidelity, Provisioning, StateDiff, SystemState
@@ -92,6 +92,8 @@ class TwinRequested(Event):
     ttl_s: int = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
     keep_twin: bool = False
     repeats: int = Field(default=2, ge=1, le=10)
+
+    _unique_check_names = field_validator("checks")(unique_names)
 
 
 class RunContext(BaseModel):
