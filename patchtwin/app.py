@@ -89,10 +89,9 @@ class App:
         self.pool = await store.connect(self.settings.database_url)
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
-        self.runtime = DockerRuntime(
-            self.settings.docker_url, owner=self.settings.owner, instance=self.settings.instance
-        )
-        self.runtimes = Runtimes([self.runtime])
+        self.runtimes = Runtimes.from_settings(self.settings)
+        docker = next((r for r in self.runtimes.all() if isinstance(r, DockerRuntime)), None)
+        self.runtime = docker
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
             stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
@@ -108,8 +107,8 @@ class App:
 
     async def _observe(self) -> None:
         """observe: this process's HTTP endpoint and metric samplers (issue 9)."""
-        assert self.broker is not None and self.pool is not None and self.runtime is not None
-        broker, pool, runtime = self.broker, self.pool, self.runtime
+        assert self.broker is not None and self.pool is not None and self.runtimes is not None
+        broker, pool, runtimes = self.broker, self.pool, self.runtimes.all()
 
         async def database() -> bool:
             return await pool.fetchval("SELECT 1") == 1
@@ -118,8 +117,8 @@ class App:
             return await broker.ping(timeout=2)
 
         checks = {"kafka": kafka, "database": database}
-        if set(self.services) - {"analyzer"}:
-            checks["docker"] = runtime.ping
+        if set(self.services) - {"analyzer"}:  # the services that handle twins need their runtimes
+            checks.update({runtime.name: runtime.ping for runtime in runtimes})
         if self.settings.http_port >= 0:
             self.endpoints = await Endpoints(
                 self.settings.http_host, self.settings.http_port, self.services, checks
@@ -129,7 +128,7 @@ class App:
             group = getattr(subscriber, "group_id", None)
             if group:
                 groups.setdefault(group, []).extend(getattr(subscriber, "topic_names", []))
-        twins = self.runtime if "janitor" in self.services else None
+        twins = runtimes if "janitor" in self.services else []
         self.sampler = Sampler(self.settings, twins, groups).start()
 
     async def _sweep_forever(self) -> None:

@@ -19,6 +19,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from patchtwin.runtime import DockerRuntime
+from patchtwin.runtime.base import TwinRuntime
 from patchtwin.runtime.docker import LABEL_RUN
 from patchtwin.settings import Settings
 
@@ -27,7 +28,8 @@ log = logging.getLogger("patchtwin.samplers")
 
 @dataclass
 class Snapshot:
-    twins_alive: int | None = None
+    #: runtime name -> its twins of this instance, running or not
+    twins_alive: dict[str, int] = field(default_factory=dict)
     #: run id -> (memory bytes, cpu seconds used so far)
     twin_usage: dict[str, tuple[int, float]] = field(default_factory=dict)
     #: (group, topic) -> messages not yet consumed by that group
@@ -48,20 +50,20 @@ def _observe(pick: Any) -> Any:
 _meter = metrics.get_meter("patchtwin")
 _meter.create_observable_gauge(
     "patchtwin.twins.alive",
-    callbacks=[_observe(lambda s: [] if s.twins_alive is None else [Observation(s.twins_alive)])],
-    description="Twin containers of this owner on the Docker engine, running or not.",
+    callbacks=[_observe(lambda s: [Observation(n, {"runtime": r}) for r, n in s.twins_alive.items()])],
+    description="Twins of this instance, running or not, by runtime.",
 )
 _meter.create_observable_gauge(
     "patchtwin.twin.memory",
     unit="By",
     callbacks=[_observe(lambda s: [Observation(m, {"run_id": r}) for r, (m, _) in s.twin_usage.items()])],
-    description="Memory used by each running twin.",
+    description="Memory used by each running Docker twin.",
 )
 _meter.create_observable_counter(
     "patchtwin.twin.cpu",
     unit="s",
     callbacks=[_observe(lambda s: [Observation(c, {"run_id": r}) for r, (_, c) in s.twin_usage.items()])],
-    description="CPU time used by each running twin since it started.",
+    description="CPU time used by each running Docker twin since it started.",
 )
 _meter.create_observable_gauge(
     "patchtwin.consumer.lag",
@@ -71,13 +73,11 @@ _meter.create_observable_gauge(
 
 
 class Sampler:
-    """Refreshes the snapshot: twins (where this process runs the janitor), lag of its groups."""
+    """Refreshes the snapshot: twins (of the runtimes given: where the janitor runs), lag of groups."""
 
-    def __init__(
-        self, settings: Settings, runtime: DockerRuntime | None, groups: dict[str, list[str]]
-    ) -> None:
+    def __init__(self, settings: Settings, runtimes: list[TwinRuntime], groups: dict[str, list[str]]) -> None:
         self.settings = settings
-        self.runtime = runtime
+        self.runtimes = runtimes
         self.groups = groups
         self.snapshot = Snapshot()
         self._task: asyncio.Task[None] | None = None
@@ -107,12 +107,15 @@ class Sampler:
 
     async def refresh(self) -> Snapshot:
         """Takes a new snapshot; a part that fails keeps its last value (and is logged)."""
-        snapshot = Snapshot(self.snapshot.twins_alive, dict(self.snapshot.twin_usage), dict(self.snapshot.lag))
-        if self.runtime is not None:
+        snapshot = Snapshot(dict(self.snapshot.twins_alive), dict(self.snapshot.twin_usage), dict(self.snapshot.lag))
+        for runtime in self.runtimes:
             try:
-                snapshot.twins_alive, snapshot.twin_usage = await twin_usage(self.runtime)
+                if isinstance(runtime, DockerRuntime):
+                    snapshot.twins_alive[runtime.name], snapshot.twin_usage = await twin_usage(runtime)
+                else:
+                    snapshot.twins_alive[runtime.name] = len(await runtime.list_ours())
             except Exception:
-                log.warning("sampling twins failed", exc_info=True)
+                log.warning("sampling the twins of %s failed", runtime.name, exc_info=True)
         for group, topics in self.groups.items():
             try:
                 for topic, lag in (await consumer_lag(await self._consumer(group), topics)).items():

@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     twin_fsize_mb: int = Field(default=1024, ge=1)
     twin_tmpfs_mb: int = Field(default=64, ge=1)
     twin_log_max_mb: int = Field(default=1, ge=1)
+    #: The runtimes this process can use (JSON list: `["docker","kubernetes"]`), and the one a
+    #: request without `asset.runtime` gets.
+    runtimes: list[Literal["docker", "kubernetes"]] = ["docker"]
+    default_runtime: Literal["docker", "kubernetes"] = "docker"
+
+    # kubernetes twins (README, "Kubernetes runtime")
+    k8s_in_cluster: bool = False
+    k8s_kubeconfig: str | None = None
+    k8s_context: str | None = None
+    k8s_namespace_prefix: str = "patchtwin-"
+    k8s_runtime_class: str | None = None
+    k8s_ready_timeout_s: float = 120.0
+    k8s_scratch_mb: int = 256
+    #: Room in a cloned namespace's quota for the copied workloads, on top of the twin's own.
+    k8s_clone_cpus: float = 4.0
+    k8s_clone_memory_mb: int = 8192
 
     # bus
     max_message_bytes: int = 1024 * 1024

@@ -56,6 +56,17 @@ class StageSpan(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class CloneSummary(BaseModel):
+    """What was copied from a source namespace into a Kubernetes twin's namespace."""
+
+    source_namespace: str
+    workload: str
+    copied: list[str] = Field(default_factory=list, description="KIND/NAME of every copied object")
+    placeholder_secrets: list[str] = Field(
+        default_factory=list, description="Secrets recreated with the same keys and placeholder values"
+    )
+
+
 class Isolation(BaseModel):
     """How a twin is confined (README "Isolation"): what `docker inspect` would show, and
     `relaxed`, each loosening the asset asked for (empty for the hardened default)."""
@@ -75,11 +86,16 @@ class Isolation(BaseModel):
 
 
 class TwinRef(BaseModel):
-    runtime: Literal["docker"] = "docker"
+    runtime: Literal["docker", "kubernetes"] = "docker"
     id: str
     name: str
     image: str
     isolation: Isolation | None = None
+    #: Kubernetes twins only: where the twin Pod is.
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    clone: CloneSummary | None = None
 
 
 class TwinRequested(Event):
