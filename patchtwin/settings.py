@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
 
+    # exactly one verdict (README "Exactly one verdict")
+    #: A worker's claim on a run lasts this long unless renewed (it is, every third of it,
+    #: while the worker lives); a killed worker's run is taken over once it runs out.
+    stage_lease_s: float = 30.0
+    #: A run whose stage was interrupted this many times (its worker died each time) ends in
+    #: RunFailed RETRIES_EXHAUSTED instead of being tried again.
+    stage_max_attempts: int = 3
+    #: On stop, in-flight work may finish for this long; what is still running is then cut
+    #: short, its lease handed back and its message left uncommitted for another instance.
+    shutdown_grace_s: float = 15.0
+
     # janitor
     janitor_interval_s: float = 60.0
     #: A twin of this instance whose run the database does not know is removed once this old.

@@ -98,3 +98,19 @@ MEANING: dict[Code, str] = {
     "because no such run exists (check the id) or because it is still in progress (try again "
     "once its verdict is issued; the message says which stages are done).",
 }
+
+
+#: The codes for which trying the same request again may end differently: the cause was the
+#: engine's or the moment's, not the request's or the patch's. Every other code is a retry
+#: that repeats itself. The README's error table shows this as its "retry" column.
+RETRY_MAY_HELP: frozenset[Code] = frozenset({
+    Code.IMAGE_BUILD_FAILED,
+    Code.TWIN_START_FAILED,
+    Code.TWIN_NOT_READY,
+    Code.TWIN_LOST,
+    Code.PATCH_INTERRUPTED,
+    Code.CHECK_ERROR,
+    Code.RUN_DEADLINE_EXCEEDED,
+    Code.RETRIES_EXHAUSTED,
+    Code.INTERNAL_ERROR,
+})

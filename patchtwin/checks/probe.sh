@@ -176,11 +176,11 @@ pt_service() { # idx name want_state(running|stopped|-) want_enabled(1|0|-) mana
   pt_emit "$idx" $st "$msg" manager "$PT_MGR" state "$state" "#enabled" "$enabled" "#exit_code" "$rc" output "$PT_H"
 }
 
-# pt_fetch method url headers(\n-separated "K: v") bodyfile(or "") timeout want_body(1|0)
+# pt_fetch method url headers(\n-separated "K: v") bodyfile(or "") timeout
 #   → PT_CODE (status, or "" for no answer), PT_FETCH_US (the exchange, as the client timed it),
-#     PT_CLIENT; the body in $PT_TMP/body when asked for, errors in $PT_TMP/err
+#     PT_CLIENT; the body in $PT_TMP/body, errors in $PT_TMP/err
 pt_fetch() {
-  local method=$1 url=$2 headers=$3 bodyfile=$4 tmo=$5 want_body=$6 rest hostport path host port h
+  local method=$1 url=$2 headers=$3 bodyfile=$4 tmo=$5 rest hostport path host port h
   PT_CODE=""; PT_FETCH_US=0
   : > "$PT_TMP/body"
   if command -v curl >/dev/null 2>&1; then
@@ -216,28 +216,26 @@ pt_fetch() {
   fi
   [ -n "$bodyfile" ] && head+="Content-Length: $(stat -c %s "$bodyfile")"$'\r\n'
   head+=$'\r\n'
-  # the inner bash times connect + request + response, without its own start-up
+  # the inner bash times connect + request + response (not its own start-up), and splits the
+  # answer: status line and elapsed microseconds to one file, the body to another
   timeout "$tmo" bash -c 't0=${EPOCHREALTIME/./}; exec 3<>"/dev/tcp/$0/$1" || exit 7
     printf "%s" "$2" >&3; [ -n "$4" ] && cat "$4" >&3
-    cat <&3; t1=${EPOCHREALTIME/./}; echo $((t1 - t0)) > "$3"' \
-    "$host" "$port" "$head" "$PT_TMP/us" "$bodyfile" > "$PT_TMP/resp" 2>"$PT_TMP/err"
-  local proto code reason
-  read -r proto code reason < "$PT_TMP/resp"
-  case $proto in HTTP/*) PT_CODE=$code ;; *) PT_CODE=""; return ;; esac
-  read -r PT_FETCH_US < "$PT_TMP/us" 2>/dev/null
+    IFS= read -r status <&3
+    while IFS= read -r h <&3; do [ -z "${h%$'"'"'\r'"'"'}" ] && break; done
+    cat <&3 > "$5"; t1=${EPOCHREALTIME/./}
+    printf "%s\n%s\n" $((t1 - t0)) "$status" > "$3"' \
+    "$host" "$port" "$head" "$PT_TMP/us" "$bodyfile" "$PT_TMP/body" 2>"$PT_TMP/err"
+  local proto="" code reason
+  { read -r PT_FETCH_US; read -r proto code reason; } < "$PT_TMP/us" 2>/dev/null
   : > "$PT_TMP/us"
-  [ "$want_body" = 1 ] || return 0
-  # the body: everything after the first empty line (CRLF or LF)
-  local n
-  n=$(grep -n -m1 -a $'^\r\\?$' "$PT_TMP/resp" | cut -d: -f1)
-  [ -n "$n" ] && tail -n +"$((n + 1))" "$PT_TMP/resp" > "$PT_TMP/body"
+  case $proto in HTTP/*) PT_CODE=$code ;; *) PT_CODE=""; PT_FETCH_US=0 ;; esac
   return 0
 }
 
 pt_http() { # idx method url headers body(-: none) statuses needle regex timeout
   local idx=$1 method=$2 url=$3 headers=$4 body=$5 expect=$6 needle=$7 re=$8 tmo=$9 bodyfile="" us
   if [ "$body" != - ]; then printf '%s' "$body" > "$PT_TMP/rbody"; bodyfile=$PT_TMP/rbody; fi
-  pt_fetch "$method" "$url" "$headers" "$bodyfile" "$tmo" 1
+  pt_fetch "$method" "$url" "$headers" "$bodyfile" "$tmo"
   us=$PT_FETCH_US
   if [ -z "$PT_CODE" ]; then
     pt_head "$PT_TMP/err" 500
@@ -436,7 +434,7 @@ pt_perf() { # idx kind(http|command) samples timeout method url command
   local idx=$1 kind=$2 n=$3 tmo=$4 method=$5 url=$6 cmd=$7 i t0 samples="" errors=0 rc last=""
   for ((i = 0; i < n; i++)); do
     if [ "$kind" = http ]; then
-      pt_fetch "$method" "$url" "" "" "$tmo" 0
+      pt_fetch "$method" "$url" "" "" "$tmo"
       [ -n "$PT_CODE" ] && [ "$PT_CODE" -lt 500 ] || { errors=$((errors + 1)); last="status ${PT_CODE:-none}"; }
       samples+="${samples:+ }$PT_FETCH_US"
     else

@@ -45,6 +45,7 @@ from patchtwin.runtime.base import (
     Hardening,
     TwinLimits,
 )
+from patchtwin.runtime.docker import CopiedOut, read_archive
 from patchtwin.settings import Settings
 from schemas.asset import Asset, KubernetesOptions
 from schemas.events import CloneSummary, TwinRef
@@ -384,6 +385,20 @@ class KubernetesRuntime:
         if result.exit_code != 0:
             raise TwinLost(f"cannot copy {path} into the twin: exit {result.exit_code}: "
                            f"{result.stderr.decode(errors='replace')[:300]}")
+
+    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
+        """Files at `path` (a file or a folder) as a tar over exec stdout, named like Docker's
+        archive (from the path's last component) and read as hostile (`read_archive`); a path
+        that is not there gives no files."""
+        clean = posixpath.normpath("/" + path)
+        parent, base = posixpath.split(clean)
+        script = 'cd "$1" 2>/dev/null && [ -e "$2" ] || exit 0; exec tar -c -f - -- "$2"'
+        result = await self.exec(twin, ["sh", "-c", script, "sh", parent, base or "."], timeout_s=60,
+                                 output_cap=max_bytes + 1024 * 1024)
+        if not result.stdout_bytes:
+            return CopiedOut(files={}, refused=[], truncated=False)
+        copied = read_archive(result.stdout, max_bytes=max_bytes)
+        return CopiedOut(copied.files, copied.refused, copied.truncated or result.truncated)
 
     # -- teardown and listing --------------------------------------------------------------
 

@@ -117,3 +117,13 @@ def test_disagreeing_repeats_are_flaky_and_never_passed() -> None:
     assert json.loads(merged.model_dump_json())["flaky"] is True
     steady = merge_repeats([{0: _result(check, "passed")}, {0: _result(check, "passed")}], 1)[0]
     assert not steady.flaky and steady.status is CheckStatus.PASSED
+
+
+def test_the_probe_emits_valid_json_whatever_the_evidence_holds() -> None:
+    nasty = "quote \" backslash \\ tab \t cr \r bell \x07 esc \x1b unicode é ✓ end"
+    program = f"{build_script([])}\npt_emit 0 failed {_q(nasty)} out {_q(nasty)} '#n' 42 '#ok' true " \
+              f"'#bad' 012 @list {_q('a' + chr(10) + 'b')}\n".replace("exit 0\n", "")
+    line = subprocess.run(["bash", "-c", program], capture_output=True, check=True, text=True).stdout
+    data = json.loads(line)
+    assert data["m"] == data["e"]["out"] == nasty
+    assert (data["e"]["n"], data["e"]["ok"], data["e"]["bad"], data["e"]["list"]) == (42, True, "012", ["a", "b"])
