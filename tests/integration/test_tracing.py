@@ -72,9 +72,13 @@ async def test_stage_and_twin_spans_name_run_image_and_outcome(
     twin_ops = [s for s in _of_run(finished, run_id) if s.name.startswith("twin.")]
     names = {s.name for s in twin_ops}
     assert {"twin.create", "twin.exec", "twin.destroy"} <= names
-    patch_exec = [s for s in twin_ops if s.name == "twin.exec" and (s.attributes or {}).get("patchtwin.exit_code") == 3]
-    assert len(patch_exec) == 1
-    assert patch_exec[0].attributes[ATTR_OUTCOME] == "nonzero_exit"  # type: ignore[index]
+    # every exec (service start, the patch's supervisor, ...) says how it ended
+    execs = [s.attributes or {} for s in twin_ops if s.name == "twin.exec"]
+    assert len(execs) >= 2
+    for attrs in execs:
+        assert isinstance(attrs.get("patchtwin.exit_code"), int)
+        expected = "ok" if attrs["patchtwin.exit_code"] == 0 else "nonzero_exit"
+        assert attrs[ATTR_OUTCOME] in (expected, "timed_out")
 
 
 async def test_an_event_the_relay_publishes_later_continues_its_runs_trace(
