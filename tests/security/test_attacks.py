@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ GOOD = ("#!/bin/sh\nset -e\nsed -i 's/worker_connections 768/worker_connections 
         "/etc/nginx/nginx.conf\nnginx -t\nservice nginx reload\n")
 SECRETS = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "PATCHTWIN_")
 MIB = 1024 * 1024
+#: marks this session's lingering process, so the host can look for it
+TOKEN = uuid.uuid4().hex[:12]
 
 #: name → (script, interpreter, timeout_s, checks)
 ATTACKS: dict[str, tuple[str, str, float, list[dict[str, Any]]]] = {
@@ -72,7 +75,7 @@ read -r max < $d/pids.max; echo "pids.max=$max"
     # a child in the patch's session and one in a session of its own, then past the timeout
     "lingering": ("""
 sh -c 'sleep 1000; : lingerer-same' &
-setsid sh -c 'sleep 1000; : lingerer-setsid' &
+setsid sh -c 'sleep 1000; : lingerer-setsid-TOKEN' &
 echo started; sleep 60
 """, "/bin/sh", 2, [{"type": "command", "name": "same-session child gone",
                      "run": "! pgrep -f 'lingerer-sam[e]'"}]),
@@ -126,8 +129,8 @@ async def outcomes(security_pipeline: App, security_settings: Settings) -> Outco
     settings = security_settings
     requests: dict[str, dict[str, Any]] = {}
     for name, (script, interpreter, timeout_s, checks) in ATTACKS.items():
-        request = nginx_request(new_run_id(f"sec-{name.replace('_', '-')}"), script, checks=checks,
-                                timeout_s=timeout_s)
+        request = nginx_request(new_run_id(f"sec-{name.replace('_', '-')}"), script.replace("TOKEN", TOKEN),
+                                checks=checks, timeout_s=timeout_s)
         request["asset"]["services"] = []
         request["patch"]["interpreter"] = interpreter
         requests[name] = request
@@ -272,13 +275,16 @@ def test_100_mb_of_output_is_capped_and_the_run_completes(outcomes: Outcomes) ->
     assert patch["truncated"] is True
 
 
-def test_a_process_outliving_the_patch_is_gone_after_the_timeout(outcomes: Outcomes) -> None:
+async def test_a_process_outliving_the_patch_is_gone_after_the_timeout(outcomes: Outcomes) -> None:
     verdict = outcomes.verdicts["lingering"]
     [check] = verdict["checks"]
+    # the host sees every process of every container: is the setsid'd one still anywhere?
+    pgrep = await asyncio.create_subprocess_exec("pgrep", "-f", f"lingerer-setsid-{TOKEN}")
 
     assert _codes(verdict) == ["PATCH_TIMEOUT"]
     assert (check["baseline"], check["after"]) == ("passed", "passed")  # killed with the patch's session
-    assert outcomes.released["lingering"]["twins"]  # and the twin, setsid'd process and all, removed
+    assert outcomes.released["lingering"]["twins"]  # the twin was removed after the verdict...
+    assert await pgrep.wait() == 1  # ...and the process that escaped the session with it
 
 
 def test_zombies_are_reaped(outcomes: Outcomes) -> None:
