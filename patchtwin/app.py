@@ -84,10 +84,9 @@ class App:
         self.pool = await store.connect(self.settings.database_url)
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
-        self.runtime = DockerRuntime(
-            self.settings.docker_url, owner=self.settings.owner, instance=self.settings.instance
-        )
-        self.runtimes = Runtimes([self.runtime])
+        self.runtimes = Runtimes.from_settings(self.settings)
+        docker = next((r for r in self.runtimes.all() if isinstance(r, DockerRuntime)), None)
+        self.runtime = docker
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
             stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)

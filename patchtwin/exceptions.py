@@ -8,7 +8,9 @@
     ├── TwinError                  the twin could not be made or used
     │   ├── TwinStartFailed
     │   ├── TwinNotReady
-    │   └── TwinLost
+    │   ├── TwinLost
+    │   ├── RuntimeUnavailable     the asked-for runtime is not configured
+    │   └── CloneFailed            the source namespace could not be cloned
     └── TransientError             broker, database or Docker briefly away — retried
 """
 
@@ -59,6 +61,14 @@ class TwinNotReady(TwinError):
 
 class TwinLost(TwinError):
     code = Code.TWIN_LOST
+
+
+class RuntimeUnavailable(TwinError):
+    code = Code.RUNTIME_UNAVAILABLE
+
+
+class CloneFailed(TwinError):
+    code = Code.CLONE_FAILED
 
 
 class TransientError(PatchtwinError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,22 @@ class Settings(BaseSettings):
     twin_fsize_mb: int = Field(default=1024, ge=1)
     twin_tmpfs_mb: int = Field(default=64, ge=1)
     twin_log_max_mb: int = Field(default=1, ge=1)
+    #: The runtimes this process can use (JSON list: `["docker","kubernetes"]`), and the one a
+    #: request without `asset.runtime` gets.
+    runtimes: list[Literal["docker", "kubernetes"]] = ["docker"]
+    default_runtime: Literal["docker", "kubernetes"] = "docker"
+
+    # kubernetes twins (README, "Kubernetes runtime")
+    k8s_in_cluster: bool = False
+    k8s_kubeconfig: str | None = None
+    k8s_context: str | None = None
+    k8s_namespace_prefix: str = "patchtwin-"
+    k8s_runtime_class: str | None = None
+    k8s_ready_timeout_s: float = 120.0
+    k8s_scratch_mb: int = 256
+    #: Room in a cloned namespace's quota for the copied workloads, on top of the twin's own.
+    k8s_clone_cpus: float = 4.0
+    k8s_clone_memory_mb: int = 8192
 
     # bus
     max_message_bytes: int = 1024 * 1024
@@ -67,6 +84,17 @@ class Settings(BaseSettings):
     retry_attempts: int = 4
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
+
+    # exactly one verdict (README "Exactly one verdict")
+    #: A worker's claim on a run lasts this long unless renewed (it is, every third of it,
+    #: while the worker lives); a killed worker's run is taken over once it runs out.
+    stage_lease_s: float = 30.0
+    #: A run whose stage was interrupted this many times (its worker died each time) ends in
+    #: RunFailed RETRIES_EXHAUSTED instead of being tried again.
+    stage_max_attempts: int = 3
+    #: On stop, in-flight work may finish for this long; what is still running is then cut
+    #: short, its lease handed back and its message left uncommitted for another instance.
+    shutdown_grace_s: float = 15.0
 
     # janitor
     janitor_interval_s: float = 60.0

@@ -60,7 +60,8 @@ def fingerprint(payload: Any) -> str:
 
 class Claim(StrEnum):
     NEW = "new"  # first time this run reaches the stage
-    RESUMED = "resumed"  # an earlier attempt started and never finished (a crash)
+    RESUMED = "resumed"  # an earlier attempt started, and its worker is gone (its lease ran out)
+    BUSY = "busy"  # another worker handles the run right now (its lease is alive)
     DONE = "done"  # already finished: a redelivery
     CONFLICT = "conflict"  # the same run id with a different input
 
@@ -68,29 +69,44 @@ class Claim(StrEnum):
 @dataclass(frozen=True)
 class ClaimResult:
     claim: Claim
+    #: The attempt this claim is (1 for NEW): the fencing token every later write names.
     attempts: int
 
 
+class Fenced(Exception):
+    """A worker wrote for an attempt that is no longer the run's current one: its lease ran
+    out and another worker took the run over (it was a zombie). The write did not happen."""
+
+
 class Ledger:
-    """One stage's table of runs: claim on arrival, finish with the outgoing event."""
+    """One stage's table of runs: claim on arrival, finish with the outgoing event.
+
+    A claim is a lease: the worker holding it renews it while it works (`renew`), and only
+    a claim whose lease ran out (its worker died) can be taken over, as the next attempt.
+    Writes name their attempt, so a zombie's late `finish` is refused (`Fenced`) and its
+    outgoing event never reaches the outbox."""
 
     def __init__(self, pool: asyncpg.Pool, stage: str) -> None:
         self.pool = pool
         self.stage = stage
         self.table = f"{stage}_runs"
 
-    async def claim(self, run_id: str, fingerprint: str) -> ClaimResult:
+    async def claim(self, run_id: str, fingerprint: str, *, owner: str = "", lease_s: float = 30.0) -> ClaimResult:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"INSERT INTO {self.table} (run_id, fingerprint, status) VALUES ($1, $2, 'working') "
+                f"INSERT INTO {self.table} (run_id, fingerprint, status, owner, lease_until) "
+                "VALUES ($1, $2, 'working', $3, now() + make_interval(secs => $4)) "
                 "ON CONFLICT (run_id) DO NOTHING RETURNING attempts",
                 run_id,
                 fingerprint,
+                owner,
+                lease_s,
             )
             if row is not None:
                 return ClaimResult(Claim.NEW, 1)
             row = await conn.fetchrow(
-                f"SELECT fingerprint, status, attempts FROM {self.table} WHERE run_id = $1 FOR UPDATE",
+                f"SELECT fingerprint, status, attempts, lease_until > now() AS alive "
+                f"FROM {self.table} WHERE run_id = $1 FOR UPDATE",
                 run_id,
             )
             assert row is not None
@@ -98,11 +114,36 @@ class Ledger:
                 return ClaimResult(Claim.CONFLICT, row["attempts"])
             if row["status"] != "working":
                 return ClaimResult(Claim.DONE, row["attempts"])
+            if row["alive"]:
+                return ClaimResult(Claim.BUSY, row["attempts"])
             attempts = await conn.fetchval(
-                f"UPDATE {self.table} SET attempts = attempts + 1 WHERE run_id = $1 RETURNING attempts",
+                f"UPDATE {self.table} SET attempts = attempts + 1, owner = $2, "
+                "lease_until = now() + make_interval(secs => $3) WHERE run_id = $1 RETURNING attempts",
                 run_id,
+                owner,
+                lease_s,
             )
             return ClaimResult(Claim.RESUMED, attempts)
+
+    async def renew(self, run_id: str, attempt: int, lease_s: float) -> bool:
+        """Extends the lease of `attempt`; False when the run is no longer ours."""
+        result = await self.pool.execute(
+            f"UPDATE {self.table} SET lease_until = now() + make_interval(secs => $3) "
+            "WHERE run_id = $1 AND attempts = $2 AND status = 'working'",
+            run_id,
+            attempt,
+            lease_s,
+        )
+        return bool(result.endswith(" 1"))
+
+    async def hand_back(self, run_id: str, attempt: int) -> None:
+        """Ends the lease of an attempt that stops without finishing (a graceful shutdown), so
+        the worker that gets the message next takes the run over at once."""
+        await self.pool.execute(
+            f"UPDATE {self.table} SET lease_until = now() WHERE run_id = $1 AND attempts = $2 AND status = 'working'",
+            run_id,
+            attempt,
+        )
 
     async def finish(
         self,
@@ -112,20 +153,25 @@ class Ledger:
         source: str,
         outcome: dict[str, Any] | None = None,
         also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+        attempt: int | None = None,
     ) -> OutboxRecord:
         """Marks the run done (or failed) and stores its outgoing event, atomically.
 
-        `also` writes the stage's own records in the same transaction."""
+        `also` writes the stage's own records in the same transaction. With `attempt`, only
+        that attempt may finish the run (else `Fenced`, and nothing is written)."""
         record = OutboxRecord.of(outgoing, source)
         status = "failed" if outgoing.topic.value == "run.failed" else "done"
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                f"UPDATE {self.table} SET status = $2, finished_at = now(), outcome = $3 "
-                "WHERE run_id = $1",
+            result = await conn.execute(
+                f"UPDATE {self.table} SET status = $2, finished_at = now(), outcome = $3, lease_until = NULL "
+                "WHERE run_id = $1 AND ($4::integer IS NULL OR (attempts = $4 AND status = 'working'))",
                 run_id,
                 status,
                 json.dumps(outcome or {}),
+                attempt,
             )
+            if attempt is not None and not result.endswith(" 1"):
+                raise Fenced(f"{self.stage}: attempt {attempt} of run {run_id} was taken over; not recorded")
             await record.insert(conn)
             if also is not None:
                 await also(conn)

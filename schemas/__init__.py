@@ -1,7 +1,7 @@
 """The wire contract as pydantic models: events, their parts, topics and codes."""
 
 from schemas.checks import CHECK_FAMILIES, Check, CheckResult, CheckStatus, SuiteResult
-from schemas.codes import MEANING, Code
+from schemas.codes import MEANING, RETRY_MAY_HELP, Code
 from schemas.events import (
     EVENTS,
     SCHEMA_VERSION,
@@ -31,6 +31,7 @@ __all__ = [
     "CHECK_FAMILIES",
     "EVENTS",
     "MEANING",
+    "RETRY_MAY_HELP",
     "SCHEMA_VERSION",
     "Asset",
     "Check",

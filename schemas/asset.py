@@ -113,6 +113,38 @@ class HttpReady(BaseModel):
 ReadyCondition = Annotated[PortReady | HttpReady, Field(discriminator="type")]
 
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+WORKLOAD = r"^(Deployment|StatefulSet)/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+
+
+class KubernetesOptions(BaseModel):
+    """How a twin runs in Kubernetes (only read when `asset.runtime` is `kubernetes`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    #: `restricted`: non-root, read-only root filesystem, all capabilities dropped, namespace
+    #: enforcing Pod Security `restricted`. `baseline`: root with the Docker twin's capability
+    #: set and a writable root filesystem, for patches that need root (apt, service restarts);
+    #: the namespace enforces `baseline` and warns/audits `restricted`.
+    profile: Literal["restricted", "baseline"] = "restricted"
+    run_as_user: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    #: e.g. `gvisor`; the cluster must have this RuntimeClass.
+    runtime_class: str | None = Field(default=None, pattern=DNS_LABEL)
+    #: Clone this namespace's Deployments, StatefulSets, Services and ConfigMaps (Secrets as
+    #: placeholders) into the run's namespace, and run the patch against `workload`.
+    source_namespace: str | None = Field(default=None, pattern=DNS_LABEL)
+    #: `Deployment/NAME` or `StatefulSet/NAME` in the source namespace.
+    workload: str | None = Field(default=None, pattern=WORKLOAD)
+    #: The workload's container the patch runs in (default: its first).
+    container: str | None = Field(default=None, pattern=DNS_LABEL)
+
+    @model_validator(mode="after")
+    def _clone_needs_workload(self) -> KubernetesOptions:
+        if (self.source_namespace is None) != (self.workload is None):
+            raise ValueError("source_namespace and workload go together")
+        return self
+
+
 #: Capabilities an asset may add back on top of the default set (README "Isolation"). Left out
 #: on purpose: SYS_ADMIN (mount, namespaces), DAC_READ_SEARCH (open_by_handle_at escapes),
 #: SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, SYS_RESOURCE (lifts the rlimits), NET_ADMIN,
@@ -151,7 +183,9 @@ class Asset(BaseModel):
     services: list[str | ServiceSpec] = Field(default_factory=list, max_length=64)
     resources: Resources | None = None
     isolation: Relaxations | None = None
-    runtime: Literal["docker"] = "docker"
+    #: Where the twin runs; absent: the configured default (`PATCHTWIN_DEFAULT_RUNTIME`).
+    runtime: Literal["docker", "kubernetes"] | None = None
+    kubernetes: KubernetesOptions | None = None
     packages: dict[str, str] = Field(default_factory=dict, description="name → pinned version")
     files: list[FileSpec] = Field(default_factory=list, max_length=256)
     environment: dict[str, str] = Field(default_factory=dict)

@@ -20,6 +20,8 @@ class Code(StrEnum):
     TWIN_START_FAILED = "TWIN_START_FAILED"
     TWIN_NOT_READY = "TWIN_NOT_READY"
     TWIN_LOST = "TWIN_LOST"
+    RUNTIME_UNAVAILABLE = "RUNTIME_UNAVAILABLE"
+    CLONE_FAILED = "CLONE_FAILED"
     # the patch
     PATCH_FAILED = "PATCH_FAILED"
     PATCH_TIMEOUT = "PATCH_TIMEOUT"
@@ -37,6 +39,7 @@ class Code(StrEnum):
     CHECK_FLAKY = "CHECK_FLAKY"
     NONCRITICAL_REGRESSED = "NONCRITICAL_REGRESSED"
     NO_CHECKS = "NO_CHECKS"
+    SECRETS_PLACEHOLDERS = "SECRETS_PLACEHOLDERS"
     # the engine
     RUN_DEADLINE_EXCEEDED = "RUN_DEADLINE_EXCEEDED"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
@@ -62,6 +65,10 @@ MEANING: dict[Code, str] = {
     Code.TWIN_START_FAILED: "The twin container could not be created or started.",
     Code.TWIN_NOT_READY: "The asset's services did not come up before the readiness deadline.",
     Code.TWIN_LOST: "The twin disappeared while the run still needed it.",
+    Code.RUNTIME_UNAVAILABLE: "The runtime the request asked for (docker or kubernetes) is not "
+    "configured in this deployment; configure it, a retry cannot help.",
+    Code.CLONE_FAILED: "The source namespace or workload to clone could not be read or copied "
+    "(missing, forbidden, or its Pods never became ready).",
     Code.PATCH_FAILED: "The patch exited with a non-zero code.",
     Code.PATCH_TIMEOUT: "The patch ran past its timeout and was killed.",
     Code.PATCH_OOM: "A process of the patch was killed for exceeding the twin's memory limit.",
@@ -81,6 +88,8 @@ MEANING: dict[Code, str] = {
     Code.NONCRITICAL_REGRESSED: "A non-critical check regressed (warning).",
     Code.NO_CHECKS: "The request named no checks; only the patch's own ending was judged "
     "(warning).",
+    Code.SECRETS_PLACEHOLDERS: "The cloned namespace's Secrets were replaced by placeholders "
+    "with the same keys; checks that need real secret values cannot be trusted (warning).",
     Code.RUN_DEADLINE_EXCEEDED: "The run did not finish before its deadline.",
     Code.RETRIES_EXHAUSTED: "A transient failure (broker, database, Docker) outlasted the "
     "retries.",
@@ -89,3 +98,19 @@ MEANING: dict[Code, str] = {
     "because no such run exists (check the id) or because it is still in progress (try again "
     "once its verdict is issued; the message says which stages are done).",
 }
+
+
+#: The codes for which trying the same request again may end differently: the cause was the
+#: engine's or the moment's, not the request's or the patch's. Every other code is a retry
+#: that repeats itself. The README's error table shows this as its "retry" column.
+RETRY_MAY_HELP: frozenset[Code] = frozenset({
+    Code.IMAGE_BUILD_FAILED,
+    Code.TWIN_START_FAILED,
+    Code.TWIN_NOT_READY,
+    Code.TWIN_LOST,
+    Code.PATCH_INTERRUPTED,
+    Code.CHECK_ERROR,
+    Code.RUN_DEADLINE_EXCEEDED,
+    Code.RETRIES_EXHAUSTED,
+    Code.INTERNAL_ERROR,
+})

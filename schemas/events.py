@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.checks import Check, CheckResult, SuiteResult
+from schemas.checks import Check, CheckResult, SuiteResult, unique_names
 from schemas.codes import Code
 from schemas.request import RUN_ID_PATTERN, Asset, Patch
 from schemas.state import Fidelity, Provisioning, StateDiff, SystemState
@@ -56,6 +56,17 @@ class StageSpan(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class CloneSummary(BaseModel):
+    """What was copied from a source namespace into a Kubernetes twin's namespace."""
+
+    source_namespace: str
+    workload: str
+    copied: list[str] = Field(default_factory=list, description="KIND/NAME of every copied object")
+    placeholder_secrets: list[str] = Field(
+        default_factory=list, description="Secrets recreated with the same keys and placeholder values"
+    )
+
+
 class Isolation(BaseModel):
     """How a twin is confined (README "Isolation"): what `docker inspect` would show, and
     `relaxed`, each loosening the asset asked for (empty for the hardened default)."""
@@ -75,11 +86,16 @@ class Isolation(BaseModel):
 
 
 class TwinRef(BaseModel):
-    runtime: Literal["docker"] = "docker"
+    runtime: Literal["docker", "kubernetes"] = "docker"
     id: str
     name: str
     image: str
     isolation: Isolation | None = None
+    #: Kubernetes twins only: where the twin Pod is.
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    clone: CloneSummary | None = None
 
 
 class TwinRequested(Event):
@@ -92,6 +108,8 @@ class TwinRequested(Event):
     ttl_s: int = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
     keep_twin: bool = False
     repeats: int = Field(default=2, ge=1, le=10)
+
+    _unique_check_names = field_validator("checks")(unique_names)
 
 
 class RunContext(BaseModel):

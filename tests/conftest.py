@@ -15,6 +15,8 @@ from patchtwin.embedded import EmbeddedStack
 from patchtwin.images import ensure_demo_images
 from patchtwin.runtime import DockerRuntime
 from patchtwin.settings import Settings
+from tests.kubernetes.cluster import cluster
+from tests.kubernetes.fake_apiserver import FakeApiServer
 
 ROOT = Path(__file__).parent
 
@@ -44,11 +46,22 @@ async def stack() -> AsyncIterator[EmbeddedStack]:
 
 
 @pytest.fixture(scope="session")
-def settings(stack: EmbeddedStack) -> Settings:
+async def kubeconfig() -> AsyncIterator[tuple[Path, FakeApiServer | None]]:
+    """The Kubernetes API the pipeline's `kubernetes` runtime talks to: the in-process fake
+    (tests/kubernetes/), or the cluster PATCHTWIN_TEST_KUBECONFIG names."""
+    with tempfile.TemporaryDirectory(prefix="patchtwin-k8s-") as scratch:
+        async with cluster(Path(scratch)) as found:
+            yield found
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
     """A unique instance per session: the session's janitor never touches twins of another
-    session or deployment on the same Docker engine (nor they its twins)."""
+    session or deployment on the same Docker engine (nor they its twins). Both runtimes are
+    on; `kubernetes` talks to the fake API server (or PATCHTWIN_TEST_KUBECONFIG's cluster)."""
     return stack.configure(
-        Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}")
+        Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}",
+                 runtimes=["docker", "kubernetes"], k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30)
     )
 
 

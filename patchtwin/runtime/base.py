@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from schemas.asset import Asset
 from schemas.events import Isolation, TwinRef
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
@@ -119,7 +120,7 @@ class TwinRuntime(Protocol):
 
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
-        hardening: Hardening | None = None,
+        hardening: Hardening | None = None, asset: Asset | None = None,
     ) -> TwinRef: ...
 
     async def exec(

@@ -34,6 +34,7 @@ from patchtwin.runtime.base import (
     Hardening,
     TwinLimits,
 )
+from schemas.asset import Asset
 from schemas.events import TwinRef
 
 __all__ = [
@@ -198,10 +199,11 @@ class DockerRuntime:
 
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
-        hardening: Hardening | None = None,
+        hardening: Hardening | None = None, asset: Asset | None = None,
     ) -> TwinRef:
         """Creates and starts the run's twin, hardened; a leftover of an interrupted attempt is
-        replaced. The environment is the image's alone: nothing of patchtwin's enters it."""
+        replaced. The environment is the image's alone: nothing of patchtwin's enters it.
+        (`asset` is for runtimes with per-asset options; Docker's come in `limits` and `hardening`.)"""
         hardening = hardening or Hardening()
         if not await self.image_exists(image):
             raise ImageUnavailable(f"image {image!r} is not on this Docker engine")

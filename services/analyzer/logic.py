@@ -25,6 +25,7 @@ from schemas import (
     PatchOutcome,
     RunFailed,
     StageSpan,
+    TwinRef,
     VerdictIssued,
     VerdictStatus,
 )
@@ -113,6 +114,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
                                       message=f"{name} could not be evaluated {when} the patch: {result.message}"))
     if not request.checks:
         warnings.append(Issue(code=Code.NO_CHECKS, message="no checks were requested"))
+    warnings += twin_warnings(context.twin)
     status = VerdictStatus.FAILED if issues else VerdictStatus.PASSED
     basis = (Basis.PATCH_ENDED_BADLY if patch_ended_badly else Basis.REGRESSION if issues else Basis.PASSED)
     fidelity, fidelity_note = read_fidelity(context.fidelity)
@@ -141,6 +143,15 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         keep_twin=request.keep_twin,
         isolation=context.twin.isolation,
     )
+
+
+def twin_warnings(twin: TwinRef) -> list[Issue]:
+    """What the twin itself makes less certain: a clone whose Secrets are placeholders."""
+    if twin.clone is None or not twin.clone.placeholder_secrets:
+        return []
+    names = ", ".join(twin.clone.placeholder_secrets)
+    return [Issue(code=Code.SECRETS_PLACEHOLDERS, message=f"cloned from namespace "
+                  f"{twin.clone.source_namespace}: Secrets {names} hold placeholder values, not the real ones")]
 
 
 def _missing(name: str, type_: str, when: str) -> CheckResult:

@@ -19,7 +19,7 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
     image = await resolve_twin_image(request, runtime, settings)
     twin = await runtime.create(
         request.run_id, image, limits=limits_for(request, settings), ttl_s=request.ttl_s,
-        hardening=hardening_for(request, settings),
+        hardening=hardening_for(request, settings), asset=request.asset,
     )
     await start_services(runtime, twin, [s.name for s in request.asset.service_specs], settings.readiness_timeout_s)
     baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)

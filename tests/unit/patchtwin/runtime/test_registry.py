@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patchtwin.exceptions import TwinStartFailed
+from patchtwin.exceptions import RuntimeUnavailable
 from patchtwin.runtime import CappedBuffer, DockerRuntime, Runtimes, TwinRuntime
 from schemas import Code
 from schemas.events import TwinRef
@@ -28,10 +28,10 @@ def test_runtimes_are_found_by_name_and_by_the_twin_they_made() -> None:
 def test_a_runtime_this_process_lacks_is_a_coded_error_naming_what_it_has() -> None:
     runtimes = Runtimes([DockerRuntime()])
 
-    with pytest.raises(TwinStartFailed) as caught:
+    with pytest.raises(RuntimeUnavailable) as caught:
         runtimes.get("nomad")
 
-    assert caught.value.code is Code.TWIN_START_FAILED
+    assert caught.value.code is Code.RUNTIME_UNAVAILABLE
     assert "'nomad'" in caught.value.message and "docker" in caught.value.message
 
 
