@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     #: Twins alive at once across the provisioner's workers; 0 picks 4 per core, fewer when
     #: memory is short (patchtwin.capacity.default_max_twins). More requests wait in Kafka.
     max_twins: int = 0
+    #: Per stream: what is kept of the patch's stdout and of its stderr (head and tail).
     patch_output_cap_bytes: int = 1024 * 1024
+    #: Per stream: how much of that the events (and the verdict) carry; all of it is in
+    #: the `patch_runs` table.
+    patch_output_event_bytes: int = 64 * 1024
     patch_kill_grace_s: float = 5.0
     #: confinement of every twin (README "Isolation"); an asset may relax some, never these
     twin_runtime: str | None = None  # an OCI runtime the engine knows, e.g. "runsc" (gVisor)

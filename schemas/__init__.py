@@ -24,7 +24,7 @@ from schemas.events import (
     VerdictIssued,
     VerdictStatus,
 )
-from schemas.request import Asset, Patch, Platform, Relaxations, Resources
+from schemas.request import Artifact, Asset, Patch, Platform, Relaxations, Resources
 from schemas.topics import Topic
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "MEANING",
     "RETRY_MAY_HELP",
     "SCHEMA_VERSION",
+    "Artifact",
     "Asset",
     "Check",
     "CheckResult",

@@ -69,10 +69,14 @@ MEANING: dict[Code, str] = {
     "configured in this deployment; configure it, a retry cannot help.",
     Code.CLONE_FAILED: "The source namespace or workload to clone could not be read or copied "
     "(missing, forbidden, or its Pods never became ready).",
-    Code.PATCH_FAILED: "The patch exited with a non-zero code.",
-    Code.PATCH_TIMEOUT: "The patch ran past its timeout and was killed.",
-    Code.PATCH_OOM: "A process of the patch was killed for exceeding the twin's memory limit.",
-    Code.PATCH_KILLED: "The patch was killed by a signal it did not send itself.",
+    Code.PATCH_FAILED: "The patch (its script, or the install of its packages) exited with a non-zero "
+    "code. The patch's own doing; a retry of the same patch gives the same.",
+    Code.PATCH_TIMEOUT: "The patch ran past its timeout; its processes were killed (or, when that "
+    "failed, the twin stopped). Raise `patch.timeout_s` if it needs longer.",
+    Code.PATCH_OOM: "A process was OOM-killed in the twin's memory cgroup while the patch ran. "
+    "Raise `asset.resources.memory_mb` if the asset has more memory.",
+    Code.PATCH_KILLED: "The patch's process ended by a signal (not the timeout, not the OOM killer), "
+    "e.g. `kill -9 $$`; `signal` says which.",
     Code.PATCH_INTERRUPTED: "The executor stopped while the patch ran; the twin's state is "
     "unknown, so the run is not judged.",
     Code.CHECK_REGRESSED: "A critical check passed before the patch and fails after it.",

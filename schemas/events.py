@@ -130,23 +130,40 @@ class TwinReady(Event):
     context: RunContext
 
 
+#: The steps of applying a patch, in order.
+PatchStep = Literal["artifacts", "packages", "script"]
+
+
 class PatchOutcome(BaseModel):
+    """How the patch ended, exactly as observed in the twin (README, "Patches").
+
+    `exit_code` is None when a signal ended the patch's process (`signal`) or when its end was
+    never seen (`abandoned`). An `exit 137` is exit code 137, not signal 9."""
+
     exit_code: int | None
-    signal: int | None = None
+    signal: int | None = Field(default=None, description="the signal that ended the patch's process")
     duration_s: float
-    stdout: str = ""
+    stdout: str = Field(default="", description="capped: head and tail, the middle cut when over the cap")
     stderr: str = ""
-    stdout_bytes: int = 0
+    stdout_bytes: int = Field(default=0, description="bytes the patch wrote to stdout, all of them")
     stderr_bytes: int = 0
-    truncated: bool = False
+    truncated: bool = Field(default=False, description="a stream passed the output cap (OUTPUT_TRUNCATED)")
     timed_out: bool = False
-    oom_killed: bool = False
+    oom_killed: bool = Field(default=False, description="the twin's memory cgroup OOM-killed a process "
+                             "while the patch ran")
+    abandoned: bool = Field(default=False, description="the exec outlived timeout + grace; the twin was "
+                            "stopped from outside")
+    observed_by: str | None = Field(default=None, description="supervisor (exact) | timeout (no perl in "
+                                    "the twin: exit-code heuristics) | backstop")
+    step: PatchStep = Field(
+        default="script", description="the step whose ending this is (the last one that ran)")
+    user: str | None = None
     #: What the patch changed in the twin (packages, ports, services, files, users, sysctls).
     state_diff: StateDiff | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.oom_killed)
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.abandoned)
 
 
 class PatchApplied(Event):

@@ -8,11 +8,14 @@ the janitor can find it again after any crash without a database; a runtime only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
+import json
 import re
 import tarfile
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,10 +32,14 @@ from patchtwin.runtime.base import (
     LABEL_INSTANCE,
     LABEL_OWNER,
     LABEL_RUN,
+    SUPERVISE,
+    SUPERVISOR,
+    SUPERVISOR_DIR,
     CappedBuffer,
     ExecResult,
     Hardening,
     TwinLimits,
+    parse_status,
 )
 from schemas.asset import Asset
 from schemas.events import TwinRef
@@ -306,31 +313,169 @@ class DockerRuntime:
             stderr_bytes=err.total,
             duration_s=duration,
             timed_out=timed_out,
+            truncated=out.cut or err.cut,
         )
 
     async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None:
         """Copies a file in, creating its parent folders (owned by root, mode 0755)."""
+        await self.put_files(twin, [(path, content, mode)])
+
+    async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None:
+        """Copies files (path, content, mode) in with one archive; missing parent folders are
+        created owned by root, mode 0755. Existing folders keep their mode."""
         name = twin.name if isinstance(twin, TwinRef) else twin
-        parts = [p for p in path.split("/") if p]
-        if not parts or ".." in parts:
-            raise ValueError(f"not an absolute path without '..': {path!r}")
         buffer = io.BytesIO()
         now = int(time.time())
+        folders: set[str] = set()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for depth in range(1, len(parts)):
-                folder = tarfile.TarInfo("/".join(parts[:depth]))
-                folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, now
-                tar.addfile(folder)
-            info = tarfile.TarInfo("/".join(parts))
-            info.size, info.mode, info.mtime = len(content), mode, now
-            tar.addfile(info, io.BytesIO(content))
+            for path, content, mode in files:
+                parts = [p for p in path.split("/") if p]
+                if not path.startswith("/") or not parts or ".." in parts or "." in parts:
+                    raise ValueError(f"not an absolute path without '.' or '..': {path!r}")
+                for depth in range(1, len(parts)):
+                    folder_name = "/".join(parts[:depth])
+                    if folder_name not in folders:
+                        folders.add(folder_name)
+                        folder = tarfile.TarInfo(folder_name)
+                        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, now
+                        tar.addfile(folder)
+                info = tarfile.TarInfo("/".join(parts))
+                info.size, info.mode, info.mtime = len(content), mode, now
+                tar.addfile(info, io.BytesIO(content))
         container = self.docker.containers.container(name)
         try:
             await container.put_archive("/", buffer.getvalue())
         except DockerError as exc:
             if exc.status == 404:
                 raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
+            if _transient(exc):
+                raise TransientError(f"docker: {exc.message}") from exc
             raise
+
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
+        """A regular file's content (at most `limit` bytes), or None when it is not there."""
+        name = twin.name if isinstance(twin, TwinRef) else twin
+        try:
+            archive = await self.docker.containers.container(name).get_archive(path)
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        with archive:
+            member = archive.next()
+            if member is None or not member.isfile():
+                return None
+            handle = archive.extractfile(member)
+            return handle.read(limit) if handle is not None else None
+
+    async def run_supervised(
+        self,
+        twin: TwinRef | str,
+        argv: Sequence[str],
+        *,
+        timeout_s: float,
+        output_cap: int = 1024 * 1024,
+        user: str = "",
+        grace_s: float = 5.0,
+    ) -> ExecResult:
+        """Runs a patch with every ending told apart.
+
+        Inside the twin, a supervisor (supervise.pl) runs argv in a new session, kills the
+        session's processes at `timeout_s`, and records the raw wait status (exit code or
+        signal) and the memory cgroup's OOM-kill counter. Outside, the exec is abandoned and
+        the twin killed when it has not ended `grace_s` after the deadline: the backstop for a
+        supervisor that could not act. A twin without perl falls back to `timeout -s KILL`,
+        its exit code, and Docker's `oom` events."""
+        name = twin.name if isinstance(twin, TwinRef) else twin
+        nonce = uuid.uuid4().hex[:16]
+        status_path = f"{SUPERVISOR_DIR}/status/{nonce}.json"
+        supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
+        await self.put_files(name, [(supervisor_path, SUPERVISOR, 0o755)])
+        # a user patch must be able to write its status: a sticky, world-writable folder
+        await self._ensure_status_dir(name)
+        limit = f"{max(timeout_s, 0.01):.3f}"
+        wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
+        self.exec_count += 1
+        since = time.time()
+        started = time.monotonic()
+        container = self.docker.containers.container(name)
+        try:
+            execution = await container.exec(wrapped, stdout=True, stderr=True, user=user)
+        except DockerError as exc:
+            if exc.status in (404, 409):
+                raise TwinLost(f"twin {name} is gone or stopped: {exc.message}") from exc
+            if _transient(exc):
+                raise TransientError(f"docker: {exc.message}") from exc
+            raise
+        out, err = CappedBuffer(output_cap), CappedBuffer(output_cap)
+
+        async def pump() -> None:
+            async with execution.start(detach=False, timeout=None) as stream:
+                while (message := await stream.read_out()) is not None:
+                    (out if message.stream == 1 else err).add(message.data)
+
+        def result(**ending: Any) -> ExecResult:
+            return ExecResult(stdout=out.data(), stderr=err.data(), stdout_bytes=out.total,
+                              stderr_bytes=err.total, truncated=out.cut or err.cut, **ending)
+
+        try:
+            await asyncio.wait_for(pump(), timeout=timeout_s + grace_s)
+        except TimeoutError:
+            # the supervisor did not end it: abandon the exec and stop the twin itself
+            with contextlib.suppress(DockerError):
+                await container.kill(signal="SIGKILL")
+            return result(exit_code=None, duration_s=time.monotonic() - started, timed_out=True,
+                          abandoned=True, observed_by="backstop")
+        duration = time.monotonic() - started
+        info = await execution.inspect()
+        status = parse_status(await self.read_file(name, status_path, limit=4096))
+        if status is not None:
+            oom = status.get("oom_kills")
+            return result(
+                exit_code=status.get("exit_code"), signal=status.get("signal"),
+                duration_s=float(status.get("duration_s") or duration),
+                timed_out=bool(status.get("timed_out")),
+                oom_killed=oom > 0 if isinstance(oom, int) else await self._oom_event(name, since),
+                observed_by="supervisor",
+            )
+        # no status: no perl in the twin (or the patch removed it): `timeout`'s exit code
+        exit_code = info.get("ExitCode")
+        timed_out = exit_code == 137 and duration >= timeout_s - 0.05
+        return result(
+            exit_code=None if timed_out else exit_code, signal=9 if timed_out else None,
+            duration_s=duration, timed_out=timed_out, oom_killed=await self._oom_event(name, since),
+            observed_by="timeout",
+        )
+
+    async def _ensure_status_dir(self, name: str) -> None:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for folder_name, mode in ((SUPERVISOR_DIR.strip("/"), 0o755), (f"{SUPERVISOR_DIR.strip('/')}/status",
+                                                                            0o1777)):
+                folder = tarfile.TarInfo(folder_name)
+                folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, mode, int(time.time())
+                tar.addfile(folder)
+        try:
+            await self.docker.containers.container(name).put_archive("/", buffer.getvalue())
+        except DockerError as exc:
+            if exc.status == 404:
+                raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
+            raise
+
+    async def _oom_event(self, name: str, since: float) -> bool:
+        """Whether Docker reported an `oom` event for the twin since `since` (a past window:
+        the events endpoint answers and closes)."""
+        params = {
+            "since": f"{since - 1:.3f}",
+            "until": f"{time.time() + 0.5:.3f}",
+            "filters": json.dumps({"container": [name], "event": ["oom"]}),
+        }
+        try:
+            async with self.docker._query("events", params=params) as response:
+                body = await response.read()
+        except DockerError:
+            return False
+        return any(line.strip() for line in body.splitlines())
 
     async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
         """Files at `path` in the twin (a file or a folder), read as hostile (`read_archive`);

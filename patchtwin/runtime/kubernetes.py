@@ -44,7 +44,9 @@ from patchtwin.runtime.base import (
     ExecResult,
     Hardening,
     TwinLimits,
+    supervise_with_exec,
 )
+from patchtwin.runtime.docker import CopiedOut, read_archive
 from patchtwin.settings import Settings
 from schemas.asset import Asset, KubernetesOptions
 from schemas.events import CloneSummary, TwinRef
@@ -357,7 +359,8 @@ class KubernetesRuntime:
         # `timeout -s KILL` exits 137 when the deadline killed the command.
         timed_out = timed_out or (exit_code == 137 and duration >= timeout_s - 0.05)
         return ExecResult(exit_code=exit_code, stdout=out.data(), stderr=err.data(), stdout_bytes=out.total,
-                          stderr_bytes=err.total, duration_s=duration, timed_out=timed_out)
+                          stderr_bytes=err.total, duration_s=duration, timed_out=timed_out,
+                          truncated=out.cut or err.cut)
 
     async def _kill(self, ns: str, pod: str) -> None:
         try:
@@ -384,6 +387,44 @@ class KubernetesRuntime:
         if result.exit_code != 0:
             raise TwinLost(f"cannot copy {path} into the twin: exit {result.exit_code}: "
                            f"{result.stderr.decode(errors='replace')[:300]}")
+
+    async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None:
+        for path, content, mode in files:
+            await self.put_file(twin, path, content, mode)
+
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
+        """A regular file's first `limit` bytes, or None when it is not there."""
+        script = 'test -f "$1" || exit 3; head -c "$2" "$1"'
+        result = await self.exec(twin, ["sh", "-c", script, "read", path, str(limit)], timeout_s=30,
+                                 output_cap=limit)
+        return result.stdout if result.exit_code == 0 else None
+
+    async def run_supervised(
+        self,
+        twin: TwinRef | str,
+        argv: Sequence[str],
+        *,
+        timeout_s: float,
+        output_cap: int = 1024 * 1024,
+        user: str = "",
+        grace_s: float = 5.0,
+    ) -> ExecResult:
+        return await supervise_with_exec(self, twin, argv, timeout_s=timeout_s, output_cap=output_cap, user=user,
+                                         grace_s=grace_s)
+
+    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
+        """Files at `path` (a file or a folder) as a tar over exec stdout, named like Docker's
+        archive (from the path's last component) and read as hostile (`read_archive`); a path
+        that is not there gives no files."""
+        clean = posixpath.normpath("/" + path)
+        parent, base = posixpath.split(clean)
+        script = 'cd "$1" 2>/dev/null && [ -e "$2" ] || exit 0; exec tar -c -f - -- "$2"'
+        result = await self.exec(twin, ["sh", "-c", script, "sh", parent, base or "."], timeout_s=60,
+                                 output_cap=max_bytes + 1024 * 1024)
+        if not result.stdout_bytes:
+            return CopiedOut(files={}, refused=[], truncated=False)
+        copied = read_archive(result.stdout, max_bytes=max_bytes)
+        return CopiedOut(copied.files, copied.refused, copied.truncated or result.truncated)
 
     # -- teardown and listing --------------------------------------------------------------
 

@@ -52,16 +52,17 @@ def patch_issues(outcome: PatchOutcome) -> tuple[list[Issue], list[Issue]]:
     issues: list[Issue] = []
     warnings: list[Issue] = []
     if outcome.timed_out:
+        how = "stopped from outside" if outcome.abandoned else "its processes killed"
         issues.append(Issue(code=Code.PATCH_TIMEOUT, message=f"the patch ran past its timeout "
-                            f"({outcome.duration_s:.1f}s) and was killed"))
+                            f"({outcome.duration_s:.1f}s) and was killed ({how})"))
     elif outcome.oom_killed:
-        issues.append(Issue(code=Code.PATCH_OOM, message="the patch exceeded the memory limit"))
-    elif outcome.exit_code is not None and outcome.exit_code > 128:
-        issues.append(Issue(code=Code.PATCH_KILLED, message=f"the patch was killed by signal "
-                            f"{outcome.exit_code - 128} (exit {outcome.exit_code})"))
+        issues.append(Issue(code=Code.PATCH_OOM, message=f"the patch exceeded the twin's memory limit: a process "
+                            f"was OOM-killed (exit {outcome.exit_code}, signal {outcome.signal})"))
+    elif outcome.signal is not None:
+        issues.append(Issue(code=Code.PATCH_KILLED, message=f"the patch was killed by signal {outcome.signal}"))
     elif outcome.exit_code != 0:
-        issues.append(Issue(code=Code.PATCH_FAILED, message=f"the patch exited with {outcome.exit_code}: "
-                            f"{_tail(outcome.stderr or outcome.stdout)}"))
+        issues.append(Issue(code=Code.PATCH_FAILED, message=f"the patch ({outcome.step}) exited with "
+                            f"{outcome.exit_code}: {_tail(outcome.stderr or outcome.stdout)}"))
     if outcome.stderr.strip():
         warnings.append(Issue(code=Code.PATCH_STDERR, message=_tail(outcome.stderr)))
     if outcome.truncated:

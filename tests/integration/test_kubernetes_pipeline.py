@@ -6,13 +6,17 @@ containers, so the baseline, the patch and the checks really run."""
 from __future__ import annotations
 
 import base64
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from patchtwin.app import App
+from patchtwin.runtime.base import TwinLimits
+from patchtwin.runtime.kubernetes import KubernetesRuntime
 from patchtwin.settings import Settings
+from services.janitor.logic import sweep
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 from tests.integration.test_pipeline import BREAKING, GOOD
 from tests.kubernetes.fake_apiserver import FakeApiServer
@@ -46,8 +50,9 @@ async def test_good_patch_passes_on_a_kubernetes_twin_and_its_namespace_is_delet
     [namespace] = [n["metadata"]["name"] for n in fake.sent("Namespace")
                    if n["metadata"]["annotations"]["io.patchtwin.run-id"] == run_id]
     execs = [c for c in fake.calls if c.path == f"/api/v1/namespaces/{namespace}/pods/twin/exec"]
-    # services up, baseline (2 rounds), copy the patch in, run it, checks after (2 rounds)
-    assert len(execs) == 7
+    # services up, baseline (2 rounds), copy the patch and its supervisor in, run it, read its
+    # status, checks after (2 rounds)
+    assert len(execs) == 9
     assert ("DELETE", f"/api/v1/namespaces/{namespace}") in [(c.method, c.path) for c in fake.calls]
     assert pipeline.runtimes is not None
     left = await pipeline.runtimes.get("kubernetes").list_ours(run_id)
@@ -87,3 +92,28 @@ async def test_a_patch_on_a_cloned_namespace_says_its_secrets_were_placeholders(
     [warning] = [w for w in verdict["warnings"] if w["code"] == "SECRETS_PLACEHOLDERS"]
     assert "billing" in warning["message"] and "api-key" in warning["message"]
     assert b"live-key-123" not in b"".join(str(c.body).encode() for c in fake.calls)
+
+
+async def test_janitor_sweeps_orphan_namespaces_of_its_own_instance_only(
+    pipeline: App, settings: Settings, fake: FakeApiServer
+) -> None:
+    """The orphan pass lists run namespaces by label: an unknown run's namespace of this
+    instance goes, another instance's namespace for the same run id stays."""
+    assert pipeline.runtimes is not None and pipeline.pool is not None
+    ours = pipeline.runtimes.get("kubernetes")
+    other = KubernetesRuntime(settings.model_copy(update={"instance": f"other-{uuid.uuid4().hex[:8]}"}))
+    run_id = new_run_id("k8s-orphan")
+    limits = TwinLimits(cpus=0.5, memory_mb=128, pids=64)
+    try:
+        mine = await ours.create(run_id, "patchtwin/debian-nginx:12", limits=limits, ttl_s=600)
+        theirs = await other.create(run_id, "patchtwin/debian-nginx:12", limits=limits, ttl_s=600)
+        assert mine.name != theirs.name
+
+        removed = await sweep(pipeline.runtimes, pipeline.pool, orphan_grace_s=0)
+
+        assert mine.name in removed and theirs.name not in removed
+        assert ("DELETE", f"/api/v1/namespaces/{mine.name}") in [(c.method, c.path) for c in fake.calls]
+        assert [row["name"] for row in await other.list_ours(run_id)] == [theirs.name]
+    finally:
+        await other.destroy_run(run_id)
+        await other.close()

@@ -143,6 +143,18 @@ async def test_restricted_twin_cannot_write_its_root_filesystem_but_gets_a_file_
     assert write.exit_code != 0 and b"Read-only file system" in write.stderr
 
 
+async def test_files_are_copied_out_like_dockers_archive(runtime: KubernetesRuntime) -> None:
+    twin = await runtime.create(new_run_id("k8s-out"), IMAGE, limits=LIMITS, ttl_s=600, asset=asset())
+
+    folder = await runtime.copy_out(twin, "/etc/nginx/sites-enabled")
+    capped = await runtime.copy_out(twin, "/etc/nginx/nginx.conf", max_bytes=10)
+    missing = await runtime.copy_out(twin, "/etc/no-such-file")
+
+    assert folder.refused == ["sites-enabled/default"]  # a symlink is never followed
+    assert capped.truncated and capped.files == {"nginx.conf": b"user www-d"}
+    assert (missing.files, missing.truncated) == ({}, False)
+
+
 async def test_baseline_twin_runs_as_root_with_a_writable_root(runtime: KubernetesRuntime) -> None:
     twin = await runtime.create(new_run_id("k8s-root"), IMAGE, limits=LIMITS, ttl_s=600,
                                 asset=asset(profile="baseline"))

@@ -4,6 +4,7 @@ the baseline."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +14,18 @@ import pytest
 from pydantic import TypeAdapter
 
 from patchtwin.checks import run_suite
-from patchtwin.images import web_ref
+from patchtwin.images import base_ref, web_ref
 from patchtwin.runtime import DockerRuntime, TwinLimits
 from schemas.checks import Check, CheckResult, CheckStatus, SuiteResult, unique_names
 from schemas.events import TwinRef
+
+#: Built once on this machine (needs the Debian mirror) and kept, like the demo images.
+SUPERVISOR_IMAGE = "patchtwin-probe-test/debian-supervisor:12"
+SUPERVISOR_DOCKERFILE = f"""FROM {base_ref("12")}
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+    supervisor >/dev/null && rm -rf /var/lib/apt/lists/*
+RUN printf '[program:sleeper]\\ncommand=/bin/sleep 100000\\n' > /etc/supervisor/conf.d/sleeper.conf
+"""
 
 OWNER = "patchtwin-probe-tests"  # not the pipeline's owner: its janitor leaves these alone
 CHECKS: TypeAdapter[list[Check]] = TypeAdapter(list[Check])
@@ -141,6 +150,40 @@ async def test_udp_is_told_from_tcp_and_connect_proves_acceptance(docker: Docker
 
 
 # -- service, http, process -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def supervised(docker: DockerRuntime) -> str:
+    if not await docker.image_exists(SUPERVISOR_IMAGE):
+        build = await asyncio.create_subprocess_exec(
+            "docker", "build", "-q", "-t", SUPERVISOR_IMAGE, "--label", f"io.patchtwin.owner={OWNER}", "-",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(build.communicate(SUPERVISOR_DOCKERFILE.encode()), timeout=300)
+        if build.returncode != 0:
+            pytest.skip(f"cannot build {SUPERVISOR_IMAGE} (needs the Debian mirror): {output.decode()[-300:]}")
+    return SUPERVISOR_IMAGE
+
+
+async def test_a_supervised_program_is_seen_through_supervisor(docker: DockerRuntime, supervised: str) -> None:
+    twin = await docker.create(f"probe-{uuid.uuid4().hex[:10]}", supervised, limits=TwinLimits(), ttl_s=900)
+    try:
+        await _sh(docker, twin, "supervisord -c /etc/supervisor/supervisord.conf")
+        up = await _one(docker, twin, {"type": "service", "name": "sleeper", "enabled": True, "timeout": 15,
+                                       "interval": 0.2})
+        assert up.status is PASSED, up.message
+        assert (up.evidence["manager"], up.evidence["state"], up.evidence["enabled"]) == ("supervisor", "running", True)
+        assert "RUNNING" in up.evidence["output"]
+
+        await _sh(docker, twin, "supervisorctl stop sleeper")
+        running, stopped = (await _suite(
+            docker, twin, {"type": "service", "name": "sleeper"},
+            {"type": "service", "service": "sleeper", "name": "sleeper stopped", "state": "stopped"},
+        )).results
+        assert running.status is FAILED and running.message == "service sleeper is stopped (expected running)"
+        assert stopped.status is PASSED and stopped.evidence["manager"] == "supervisor"
+    finally:
+        await docker.destroy(twin.name)
 
 
 async def test_service_state_and_enablement_through_the_twins_manager(docker: DockerRuntime, web: TwinRef) -> None:

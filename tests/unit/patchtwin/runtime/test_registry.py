@@ -6,6 +6,7 @@ import pytest
 
 from patchtwin.exceptions import RuntimeUnavailable
 from patchtwin.runtime import CappedBuffer, DockerRuntime, Runtimes, TwinRuntime
+from patchtwin.runtime.base import CUT_MARKER
 from schemas import Code
 from schemas.events import TwinRef
 
@@ -43,10 +44,20 @@ def test_one_runtime_is_wrapped_as_a_set_and_a_set_is_kept() -> None:
     assert Runtimes.wrap(docker).all() == [docker]
 
 
-def test_capped_buffer_keeps_the_first_bytes_and_counts_them_all() -> None:
-    buffer = CappedBuffer(5)
+def test_capped_buffer_keeps_head_and_tail_marks_the_cut_and_counts_everything() -> None:
+    buffer = CappedBuffer(6)
     for chunk in (b"abc", b"defg", b"hij"):
         buffer.add(chunk)
 
-    assert buffer.data() == b"abcde"
+    assert buffer.data() == b"abc" + CUT_MARKER + b"hij"
     assert buffer.total == 10
+    assert buffer.cut
+
+
+def test_capped_buffer_under_its_cap_keeps_everything_unmarked() -> None:
+    buffer = CappedBuffer(6)
+    for chunk in (b"ab", b"cdef"):
+        buffer.add(chunk)
+
+    assert buffer.data() == b"abcdef"
+    assert not buffer.cut

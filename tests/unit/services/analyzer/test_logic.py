@@ -101,7 +101,7 @@ def test_a_patch_that_ended_badly_fails_whatever_the_checks_say() -> None:
         Code.PATCH_FAILED: PatchOutcome(exit_code=3, duration_s=1),
         Code.PATCH_TIMEOUT: PatchOutcome(exit_code=137, duration_s=5, timed_out=True),
         Code.PATCH_OOM: PatchOutcome(exit_code=137, duration_s=1, oom_killed=True),
-        Code.PATCH_KILLED: PatchOutcome(exit_code=143, duration_s=1),
+        Code.PATCH_KILLED: PatchOutcome(exit_code=None, signal=15, duration_s=1),  # the executor reports signals
     }
     for code, outcome in endings.items():
         verdict = judge(completed([("web", True, [P, P], [P, P])], outcome=outcome))
