@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"integration", "e2e", "security"} & set(item.path.parts):
+        if {"integration", "e2e", "chaos", "security"} & set(item.path.parts):
             item.add_marker(pytest.mark.integration)
         if "security" in item.path.parts:
             item.add_marker(pytest.mark.security)
