@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     #: Build a Debian-family base with debootstrap when no registry has it (about 40 s, once).
     build_missing_bases: bool = True
     image_pull_timeout_s: float = 60.0
+    #: Building an asset's image (base + pinned packages + files) may take this long.
+    asset_build_timeout_s: float = 900.0
+    #: Folders whose files are hashed in every system-state snapshot, and the most files hashed.
+    snapshot_roots: list[str] = Field(default_factory=lambda: ["/etc"])
+    snapshot_max_files: int = 5000
+    snapshot_timeout_s: float = 60.0
     #: Twins alive at once across the provisioner's workers; 0 picks 4 per core, fewer when
     #: memory is short (patchtwin.capacity.default_max_twins). More requests wait in Kafka.
     max_twins: int = 0

@@ -74,7 +74,8 @@ class Stage:
     ) -> None:
         self.name = name
         self.source = f"patchtwin/{name}"
-        self.group_id = f"patchtwin-{name}"
+        # a topic prefix makes another deployment on the same cluster: its own consumer groups too
+        self.group_id = f"{settings.topic_prefix}patchtwin-{name}"
         self.pool = pool
         self.broker = broker
         self.settings = settings

@@ -21,10 +21,18 @@ from tests.kubernetes.fake_apiserver import FakeApiServer
 ROOT = Path(__file__).parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "security: the adversarial suite (tests/security), attacks on twins through the pipeline"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"integration", "e2e", "chaos"} & set(item.path.parts):
+        if {"integration", "e2e", "chaos", "security"} & set(item.path.parts):
             item.add_marker(pytest.mark.integration)
+        if "security" in item.path.parts:
+            item.add_marker(pytest.mark.security)
 
 
 @pytest.fixture(scope="session")
