@@ -119,6 +119,16 @@ class Settings(BaseSettings):
 
         return self.max_twins or default_max_twins()
 
+    # observability (telemetry.py, http.py, logs.py, samplers.py)
+    #: where spans go: nowhere, OTLP (OTEL_EXPORTER_OTLP_* variables), or the console
+    otel_exporter: Literal["none", "otlp", "console"] = "none"
+    #: /healthz /readyz /metrics: 0 = any free port, -1 = no HTTP endpoint
+    http_port: int = 8080
+    http_host: str = "0.0.0.0"
+    log_format: Literal["json", "text"] = "json"
+    #: how often twins' CPU/memory and consumer lag are sampled
+    metrics_interval_s: float = 10.0
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 

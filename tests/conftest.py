@@ -58,10 +58,12 @@ async def kubeconfig() -> AsyncIterator[tuple[Path, FakeApiServer | None]]:
 def settings(stack: EmbeddedStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
     """A unique instance per session: the session's janitor never touches twins of another
     session or deployment on the same Docker engine (nor they its twins). Both runtimes are
-    on; `kubernetes` talks to the fake API server (or PATCHTWIN_TEST_KUBECONFIG's cluster)."""
+    on; `kubernetes` talks to the fake API server (or PATCHTWIN_TEST_KUBECONFIG's cluster).
+    http_port=0: a free port, so concurrent test sessions never fight over 8080."""
     return stack.configure(
         Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}",
-                 runtimes=["docker", "kubernetes"], k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30)
+                 runtimes=["docker", "kubernetes"], k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30,
+                 http_port=0)
     )
 
 
