@@ -41,6 +41,7 @@ from patchtwin.runtime.base import (
     TwinLimits,
     parse_status,
 )
+from patchtwin.telemetry import traced_twin_op
 from schemas.asset import Asset
 from schemas.events import TwinRef
 
@@ -204,6 +205,7 @@ class DockerRuntime:
                 return False
             raise
 
+    @traced_twin_op("create")  # observe
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
         hardening: Hardening | None = None, asset: Asset | None = None,
@@ -261,6 +263,7 @@ class DockerRuntime:
                 raise
         return name
 
+    @traced_twin_op("exec")  # observe
     async def exec(
         self,
         twin: TwinRef | str,
@@ -353,20 +356,14 @@ class DockerRuntime:
             raise
 
     async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
-        """A regular file's content (at most `limit` bytes), or None when it is not there."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
+        """A regular file's content (at most `limit` bytes), or None when it is not there or
+        not a regular file. Read as hostile (`copy_out`): never more than `limit` and a little
+        archive is transferred, and a symlink planted in its place is not followed."""
         try:
-            archive = await self.docker.containers.container(name).get_archive(path)
-        except DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        with archive:
-            member = archive.next()
-            if member is None or not member.isfile():
-                return None
-            handle = archive.extractfile(member)
-            return handle.read(limit) if handle is not None else None
+            copied = await self.copy_out(twin, path, max_bytes=limit)
+        except TwinLost:
+            return None
+        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
 
     async def run_supervised(
         self,
@@ -504,6 +501,7 @@ class DockerRuntime:
         copied = read_archive(b"".join(chunks), max_bytes=max_bytes)
         return CopiedOut(copied.files, copied.refused, copied.truncated or cut)
 
+    @traced_twin_op("destroy")  # observe
     async def destroy(self, name: str) -> bool:
         """Removes a twin, running or not, and its run's network if it had one. False when
         there was no twin."""

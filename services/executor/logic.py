@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from patchtwin import snapshot
 from patchtwin.exceptions import InvalidRequest
 from patchtwin.runtime import ExecResult, TwinRuntime
 from patchtwin.runtime.base import CUT_MARKER
@@ -62,6 +63,8 @@ async def apply_patch(
     outcome = outcome_of(result, settings, step="script", user=patch.user)
     if result is not None:
         record.stdout, record.stderr = result.stdout, result.stderr
+    # faithful twins: snapshot again and record what the patch changed (None without a baseline)
+    outcome.state_diff = await snapshot.diff_after(runtime, context, settings)
     span = StageSpan(stage="patch", started_at=started, finished_at=now())
     return PatchApplied(
         run_id=ready.run_id,
