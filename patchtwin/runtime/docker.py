@@ -16,7 +16,7 @@ import re
 import tarfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -356,20 +356,14 @@ class DockerRuntime:
             raise
 
     async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
-        """A regular file's content (at most `limit` bytes), or None when it is not there."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
+        """A regular file's content (at most `limit` bytes), or None when it is not there or
+        not a regular file. Read as hostile (`copy_out`): never more than `limit` and a little
+        archive is transferred, and a symlink planted in its place is not followed."""
         try:
-            archive = await self.docker.containers.container(name).get_archive(path)
-        except DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        with archive:
-            member = archive.next()
-            if member is None or not member.isfile():
-                return None
-            handle = archive.extractfile(member)
-            return handle.read(limit) if handle is not None else None
+            copied = await self.copy_out(twin, path, max_bytes=limit)
+        except TwinLost:
+            return None
+        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
 
     async def run_supervised(
         self,
@@ -539,6 +533,23 @@ class DockerRuntime:
                     return
                 raise
             await asyncio.sleep(0.1)
+
+    async def events(self) -> AsyncIterator[dict[str, str]]:
+        """The labels (and `name`) of this instance's twins as they stop, die or are OOM-killed,
+        as the engine reports it; ends when the engine's event stream ends."""
+        filters = {
+            "type": ["container"],
+            "event": ["die", "oom", "stop"],
+            "label": [f"{LABEL_OWNER}={self.owner}", f"{LABEL_INSTANCE}={self.instance}"],
+        }
+        events = aiodocker.Docker(url=self._url)  # its own connection: the stream never ends
+        try:
+            subscriber = events.events.subscribe(filters=json.dumps(filters))
+            while (event := await subscriber.get()) is not None:
+                yield dict((event.get("Actor") or {}).get("Attributes") or {})
+        finally:
+            await events.events.stop()
+            await events.close()
 
     async def list_ours(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Containers carrying our owner and instance labels (and the run's label when given)."""
