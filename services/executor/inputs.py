@@ -81,14 +81,22 @@ async def _download(url: str, settings: Settings) -> bytes:
         raise PatchInputUnavailable(f"artifact {url}: {type(exc).__name__}: {exc}") from exc
 
 
-#: In the helper: fresh package lists, then the requested versions and whatever of their
-#: dependencies the image lacks, downloaded only (apt computes exactly that set).
-_DOWNLOAD = (
-    "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -qq >/dev/null; "
-    "apt-get install --download-only -y -qq --no-install-recommends --allow-downgrades "
-    "{specs}"
-)
+#: In the helper: the package lists (cached in a volume per image, refreshed when older than
+#: 6 h or when the version is not found in them), then the requested versions and whatever of
+#: their dependencies the image lacks, downloaded only (apt computes exactly that set).
+_DOWNLOAD = """
+export DEBIAN_FRONTEND=noninteractive
+update() {{ for i in 1 2 3 4 5; do apt-get update -qq >/dev/null && return 0; sleep 2; done; return 1; }}
+get() {{ apt-get install --download-only -y -qq --no-install-recommends --allow-downgrades {specs}; }}
+[ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 | head -n 1)" ] || update || exit 1
+get 2>/dev/null || {{ update && get; }}
+"""
 ARCHIVES = "/var/cache/apt/archives"
+
+
+def lists_volume(image: str) -> str:
+    """The Docker volume caching `image`'s apt package lists between fetches."""
+    return f"patchtwin-apt-lists-{hashlib.sha256(image.encode()).hexdigest()[:12]}"
 
 
 async def fetch_packages(
@@ -108,9 +116,15 @@ async def fetch_packages(
         "Image": image,
         "Cmd": ["sh", "-c", _DOWNLOAD.format(specs=specs)],
         "Labels": labels,
-        "HostConfig": {"NetworkMode": "bridge", "Memory": 1024 * 1024 * 1024, "PidsLimit": 256,
-                       "CapDrop": ["ALL"], "CapAdd": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"],
-                       "SecurityOpt": ["no-new-privileges"]},
+        "HostConfig": {
+            "NetworkMode": "bridge",
+            "Mounts": [{"Type": "volume", "Source": lists_volume(image), "Target": "/var/lib/apt/lists"}],
+            "Memory": 1024 * 1024 * 1024,
+            "PidsLimit": 256,
+            "CapDrop": ["ALL"],
+            "CapAdd": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"],
+            "SecurityOpt": ["no-new-privileges"],
+        },
     }
     docker = aiodocker.Docker(url=settings.docker_url)
     container = None
