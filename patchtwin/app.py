@@ -100,10 +100,16 @@ class App:
         return self
 
     async def _sweep_forever(self) -> None:
-        from services.janitor.logic import sweep
+        """The janitor's timers: at start and then every interval, fail runs past their
+        deadline (watchdog) and remove twins no run needs (sweep)."""
+        from services.janitor.logic import sweep, watchdog
 
         assert self.runtimes is not None and self.pool is not None
         while True:
+            try:
+                await watchdog(self.stages["janitor"])
+            except Exception:
+                log.warning("janitor watchdog failed", exc_info=True)
             try:
                 await sweep(self.runtimes, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
             except Exception:

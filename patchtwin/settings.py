@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     #: On stop, in-flight work may finish for this long; what is still running is then cut
     #: short, its lease handed back and its message left uncommitted for another instance.
     shutdown_grace_s: float = 15.0
+    #: A run must have its verdict by readiness_timeout_s + patch.timeout_s + this after its
+    #: request arrived; the janitor's watchdog fails it (RUN_DEADLINE_EXCEEDED) otherwise.
+    run_deadline_margin_s: float = 600.0
 
     # janitor
     janitor_interval_s: float = 60.0

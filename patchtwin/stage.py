@@ -57,6 +57,10 @@ def request_key(request: TwinRequested) -> str:
     return fingerprint(request.model_dump(mode="json", exclude={"event_id", "occurred_at"}))
 
 
+#: Stages whose work is pointless once the run has a verdict (e.g. the watchdog's).
+_BEFORE_THE_VERDICT = frozenset({"provisioner", "executor", "prober"})
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -208,6 +212,16 @@ class Stage:
                 )
             else:
                 log.warning("%s: run %s came again with another input; ignored", self.name, event.run_id)
+            return
+        if isinstance(event, TwinRequested):
+            deadline_s = self.settings.readiness_timeout_s + event.patch.timeout_s + self.settings.run_deadline_margin_s
+            await retrying(f"{self.name}: deadline {event.run_id}",
+                           lambda: self.ledger.set_deadline(event.run_id, deadline_s), self.settings)
+        if self.name in _BEFORE_THE_VERDICT and await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM verdicts WHERE run_id = $1)", event.run_id
+        ):
+            log.warning("%s: run %s already has its verdict; not handled", self.name, event.run_id)
+            await self.ledger.abandon(event.run_id, claim.attempts, "the run already has its verdict")
             return
         started = now()
         async with self._leased(event.run_id, claim.attempts):

@@ -125,6 +125,26 @@ class Ledger:
             )
             return ClaimResult(Claim.RESUMED, attempts)
 
+    async def set_deadline(self, run_id: str, seconds: float) -> None:
+        """When the whole run must have its verdict by (the janitor's watchdog reads it)."""
+        await self.pool.execute(
+            f"UPDATE {self.table} SET deadline_at = coalesce(deadline_at, started_at + make_interval(secs => $2)) "
+            "WHERE run_id = $1",
+            run_id,
+            seconds,
+        )
+
+    async def abandon(self, run_id: str, attempt: int, why: str) -> None:
+        """Ends an attempt without an event: the run already has its verdict (the watchdog
+        gave up on it), so what this stage would produce could only be thrown away."""
+        await self.pool.execute(
+            f"UPDATE {self.table} SET status = 'failed', finished_at = now(), lease_until = NULL, outcome = $3 "
+            "WHERE run_id = $1 AND attempts = $2 AND status = 'working'",
+            run_id,
+            attempt,
+            json.dumps({"abandoned": why}),
+        )
+
     async def renew(self, run_id: str, attempt: int, lease_s: float) -> bool:
         """Extends the lease of `attempt`; False when the run is no longer ours."""
         result = await self.pool.execute(

@@ -120,5 +120,6 @@ RETRY_MAY_HELP: frozenset[Code] = frozenset({
     Code.CHECK_ERROR,
     Code.RUN_DEADLINE_EXCEEDED,
     Code.RETRIES_EXHAUSTED,
+    Code.RUN_NOT_FOUND,
     Code.INTERNAL_ERROR,
 })

@@ -23,7 +23,7 @@ ROOT = Path(__file__).parent
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in item.path.parts or "e2e" in item.path.parts:
+        if {"integration", "e2e", "chaos"} & set(item.path.parts):
             item.add_marker(pytest.mark.integration)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
@@ -120,7 +121,8 @@ def compute(evidence: Evidence) -> Confidence:
     used = FORMULA[evidence.basis]
     exact = math.prod((v for n, (v, _) in observed.items() if n in used and isinstance(v, Fraction)), start=Fraction(1))
     product = float(exact) * math.prod(v for n, (v, _) in observed.items() if n in used and isinstance(v, float))
-    score = round(100 * product, 1)
+    # Rounded as by hand (half up, after dropping float noise), so a person redoing the sum agrees.
+    score = float(Decimal(str(round(100 * product, 9))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
     factors = [ConfidenceFactor(name=name, value=round(float(value), 4), observed=text, applied=name in used)
                for name, (value, text) in observed.items()]
     formula = " * ".join(["100", *(f"{name} {float(observed[name][0]):.3f}" for name in used)]) + f" = {score}"

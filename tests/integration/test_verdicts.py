@@ -34,6 +34,10 @@ CONFIG = {"type": "command", "name": "nginx config present", "run": "test -f /et
 #: Alternates between passing and failing on every round: a counter file in the twin.
 FLIP = {"type": "command", "name": "flip-flop", "run":
         "n=$(cat /tmp/flip 2>/dev/null || echo 0); echo $((n+1)) >/tmp/flip; [ $((n % 2)) -eq 0 ]"}
+#: A command's latency: fast until the patch leaves the marker that slows it by 1.2 s; not critical.
+#: The limit leaves room for a loaded machine (a bare `[ -f ]` took up to 140 ms here).
+LATENCY = {"type": "performance", "name": "status latency", "critical": False, "samples": 4, "max_ms": 600,
+           "run": "if [ -f /etc/patchtwin-slow ]; then sleep 1.2; fi"}
 STEADY = [{"type": "process", "name": "nginx"}, {"type": "service", "name": "nginx"}]
 
 FIXING_PATCH = f"#!/bin/sh\nset -e\ntouch {MARKER}\nrm /var/www/html/index.nginx-debian.html\n"
@@ -42,6 +46,7 @@ BREAKING_PATCH = "#!/bin/sh\nset -e\nmv /etc/nginx/nginx.conf /etc/nginx/nginx.c
 RUNS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "mixed": (FIXING_PATCH, [PRE_EXISTING, FIXED, DOCS, *STEADY]),
     "critical": (BREAKING_PATCH, [CONFIG, *STEADY]),
+    "slow": ("touch /etc/patchtwin-slow", [LATENCY, *STEADY]),
     "steady": ("true", STEADY),
     "flaky": ("true", [*STEADY, FLIP]),
 }
@@ -49,7 +54,7 @@ RUNS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 
 @pytest.fixture(scope="module")
 async def verdicts(pipeline: App, settings: Settings) -> dict[str, dict[str, Any]]:
-    """The four runs, submitted together (they run side by side), and their verdicts."""
+    """The runs, submitted together (they run side by side), and their verdicts."""
     run_ids = {name: new_run_id(f"verdict-{name}") for name in RUNS}
     for name, (script, checks) in RUNS.items():
         await publish(settings, "twin.requested", nginx_request(run_ids[name], script, checks=checks))
@@ -94,6 +99,19 @@ def test_a_regressed_critical_check_fails_the_patch(verdicts: dict[str, dict[str
     assert verdict["status"] == "failed"
     assert [(i["code"], i["check"]) for i in verdict["issues"]] == [("CHECK_REGRESSED", "nginx config present")]
     assert verdict["confidence_formula"].startswith("regression: 100 * stability")
+
+
+def test_an_exceeded_performance_limit_fails_the_patch_even_when_not_critical(
+    verdicts: dict[str, dict[str, Any]],
+) -> None:
+    verdict = verdicts["slow"]
+
+    assert verdict["status"] == "failed", verdict["summary"]
+    assert [(i["code"], i["check"]) for i in verdict["issues"]] == [("PERFORMANCE_LIMIT_EXCEEDED", "status latency")]
+    check = _by_name(verdict)["status latency"]
+    assert check["baseline_evidence"]["samples"] == 4 and check["evidence"]["p95_ms"] > 600
+    factors = {f["name"]: f["value"] for f in verdict["confidence_factors"]}
+    assert factors["sample_factor"] == pytest.approx((4 / 50) ** 0.5, abs=1e-3)
 
 
 def test_flaky_checks_lower_the_confidence_of_the_same_run(verdicts: dict[str, dict[str, Any]]) -> None:

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from schemas import CHECK_FAMILIES, CheckVerdict, Classification
 from schemas.state import Fidelity
 from services.analyzer.confidence import (
-    UNKNOWN_FIDELITY,
     Basis,
     Evidence,
     compute,
@@ -88,15 +87,22 @@ def test_the_score_is_between_0_and_100_and_is_the_product_of_the_applied_factor
 
 
 def test_worked_example_of_the_readme() -> None:
-    """The README's example: 7 checks of 7 families, all with data, none flaky, 2 repeats, a
-    patch that wrote to stderr, a twin of unknown fidelity."""
-    checks = [verdict(f"c{i}", type_=family) for i, family in enumerate(CHECK_FAMILIES[:7])]
+    """README "Confidence": 7 checks of 7 of the 9 families, all with data, 2 repeats, a patch that
+    wrote to stderr, a twin of unknown fidelity; then one regressed; then one flaky instead.
+    (When the families change, the README's example changes with them.)"""
+    families = CHECK_FAMILIES[:7]
+    checks = [verdict(f"c{i}", type_=family) for i, family in enumerate(families)]
+    regressed = [verdict("c0", Classification.REGRESSION, families[0]), *checks[1:]]
+    flaky = [verdict("c0", Classification.FLAKY, families[0]), *checks[1:]]
 
-    scored = compute(Evidence(checks=checks, basis=Basis.PASSED, repeats=2, stderr=True))
+    good = compute(Evidence(checks=checks, basis=Basis.PASSED, repeats=2, stderr=True))
+    broken = compute(Evidence(checks=regressed, basis=Basis.REGRESSION, repeats=2, stderr=True))
+    wobbly = compute(Evidence(checks=flaky, basis=Basis.PASSED, repeats=2, stderr=True))
+    measured = compute(Evidence(checks=checks, basis=Basis.PASSED, repeats=2, stderr=True, fidelity=1.0))
 
-    coverage_factor = 0.6 + 0.4 * 7 / len(CHECK_FAMILIES)
-    assert scored.score == round(100 * UNKNOWN_FIDELITY * coverage_factor * 0.875 * 0.9, 1)
-    assert scored.formula.startswith("passed: 100 * data_share 1.000 * stability 1.000 * fidelity 0.900")
+    assert len(CHECK_FAMILIES) == 9
+    assert (good.score, broken.score, wobbly.score, measured.score) == (64.6, 78.8, 52.7, 71.8)
+    assert good.formula.startswith("passed: 100 * data_share 1.000 * stability 1.000 * fidelity 0.900")
 
 
 def test_a_failure_by_the_patchs_own_ending_rests_on_fidelity_alone() -> None:
