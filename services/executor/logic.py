@@ -63,7 +63,8 @@ async def apply_patch(
         await runtime.put_files(context.twin, [(a.path, a.content, a.mode) for a in artifacts])
     step: PatchStep = "artifacts"
     result: ExecResult | None = None
-    deadline = time.monotonic() + patch.timeout_s
+    # the timeout covers the steps that run in the twin (install and script), not our copies
+    deadline: float | None = None
     stdout, stderr = b"", b""
     packages: list[PackageChange] = []
     if debs:
@@ -71,6 +72,7 @@ async def apply_patch(
         await runtime.put_files(context.twin, [(d.path, d.content, d.mode) for d in debs])
         names = sorted(name.split(":")[0] for name in patch.packages)
         before = await installed_versions(runtime, context, names)
+        deadline = time.monotonic() + patch.timeout_s
         result = await runtime.run_supervised(
             context.twin, ["sh", "-c", _INSTALL, "install", *(d.path for d in debs)],
             timeout_s=patch.timeout_s, output_cap=settings.patch_output_cap_bytes, grace_s=settings.patch_kill_grace_s,
@@ -85,14 +87,14 @@ async def apply_patch(
         result = await runtime.run_supervised(
             context.twin,
             [patch.interpreter, PATCH_PATH],
-            timeout_s=max(deadline - time.monotonic(), 0.01),
+            timeout_s=patch.timeout_s if deadline is None else max(deadline - time.monotonic(), 0.01),
             output_cap=settings.patch_output_cap_bytes,
             user=patch.user or "",
             grace_s=settings.patch_kill_grace_s,
         )
         stdout, stderr = stdout + result.stdout, stderr + result.stderr
     outcome = outcome_of(result, settings, step=step, user=patch.user)
-    if debs:
+    if deadline is not None:  # packages and script: the duration of both
         outcome = outcome.model_copy(update={"packages": packages,
                                              "duration_s": round(time.monotonic() - deadline + patch.timeout_s, 3)})
     record.stdout, record.stderr = stdout, stderr
