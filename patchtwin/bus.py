@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
+from patchtwin import telemetry
 from patchtwin.settings import Settings
 from schemas.codes import Code
 from schemas.events import Event
@@ -28,6 +29,7 @@ def make_broker(settings: Settings, *, client_id: str = "patchtwin") -> KafkaBro
         max_request_size=settings.max_message_bytes * 4,
         graceful_timeout=settings.shutdown_grace_s,
         logger=None,
+        middlewares=telemetry.broker_middlewares(),  # observe: traceparent in and out
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from patchtwin.app import SERVICES, App, ensure_topics
+from patchtwin.logs import configure as configure_logging
 from patchtwin.reports import FORMATS as REPORT_FORMATS
 from patchtwin.settings import Settings
 from schemas.codes import Code
@@ -55,10 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, Settings().log_format)  # observe
     handler = {
         "up": _up, "service": _service, "init": _init, "images": _images,
         "submit": _submit, "demo": _demo, "report": _report, "runs": _runs, "show": _show,

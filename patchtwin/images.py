@@ -8,6 +8,7 @@ import fcntl
 import logging
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from patchtwin.exceptions import ImageUnavailable
@@ -45,12 +46,13 @@ async def _run(*argv: str, stdin: bytes | None = None) -> None:
         )
 
 
-@contextlib.contextmanager
-def _build_lock(state_dir: Path):  # type: ignore[no-untyped-def]
-    """One build at a time on this machine, whichever process asks."""
+@contextlib.asynccontextmanager
+async def build_lock(state_dir: Path, name: str = "images.lock") -> AsyncIterator[None]:
+    """One build of a kind at a time on this machine, whichever process asks; waiting for it
+    happens in a thread, so the service's event loop keeps serving meanwhile."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "images.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(state_dir / name, "w") as handle:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -71,7 +73,7 @@ async def build_base(platform: str | PlatformSpec, runtime: TwinRuntime, state_d
         return ref
     if shutil.which("debootstrap") is None:
         raise ImageUnavailable("debootstrap is not installed: `apt-get install debootstrap`")
-    with _build_lock(state_dir):
+    async with build_lock(state_dir):
         if await runtime.image_exists(ref):
             return ref
         with tempfile.TemporaryDirectory(prefix="patchtwin-rootfs-", dir=state_dir) as root:
@@ -105,7 +107,7 @@ async def build_web(version: str, runtime: TwinRuntime, state_dir: Path) -> str:
         "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
         f"--no-install-recommends {' '.join(WEB_PACKAGES)} && rm -rf /var/lib/apt/lists/*\n"
     )
-    with _build_lock(state_dir):
+    async with build_lock(state_dir):
         if not await runtime.image_exists(ref):
             log.info("building %s", ref)
             await _run("docker", "build", "-q", "-t", ref, "-", stdin=dockerfile.encode())

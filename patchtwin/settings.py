@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     #: Build a Debian-family base with debootstrap when no registry has it (about 40 s, once).
     build_missing_bases: bool = True
     image_pull_timeout_s: float = 60.0
+    #: Building an asset's image (base + pinned packages + files) may take this long.
+    asset_build_timeout_s: float = 900.0
+    #: Folders whose files are hashed in every system-state snapshot, and the most files hashed.
+    snapshot_roots: list[str] = Field(default_factory=lambda: ["/etc"])
+    snapshot_max_files: int = 5000
+    snapshot_timeout_s: float = 60.0
     #: Twins alive at once across the provisioner's workers; 0 picks 4 per core, fewer when
     #: memory is short (patchtwin.capacity.default_max_twins). More requests wait in Kafka.
     max_twins: int = 0
@@ -117,6 +123,16 @@ class Settings(BaseSettings):
         from patchtwin.capacity import default_max_twins
 
         return self.max_twins or default_max_twins()
+
+    # observability (telemetry.py, http.py, logs.py, samplers.py)
+    #: where spans go: nowhere, OTLP (OTEL_EXPORTER_OTLP_* variables), or the console
+    otel_exporter: Literal["none", "otlp", "console"] = "none"
+    #: /healthz /readyz /metrics: 0 = any free port, -1 = no HTTP endpoint
+    http_port: int = 8080
+    http_host: str = "0.0.0.0"
+    log_format: Literal["json", "text"] = "json"
+    #: how often twins' CPU/memory and consumer lag are sampled
+    metrics_interval_s: float = 10.0
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

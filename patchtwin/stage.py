@@ -25,6 +25,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
+from patchtwin import telemetry
 from patchtwin.bus import Undecodable, cloudevent_headers, parse_value, validate_event
 from patchtwin.exceptions import PatchtwinError, TransientError
 from patchtwin.retry import retrying
@@ -73,7 +74,8 @@ class Stage:
     ) -> None:
         self.name = name
         self.source = f"patchtwin/{name}"
-        self.group_id = f"patchtwin-{name}"
+        # a topic prefix makes another deployment on the same cluster: its own consumer groups too
+        self.group_id = f"{settings.topic_prefix}patchtwin-{name}"
         self.pool = pool
         self.broker = broker
         self.settings = settings
@@ -288,6 +290,7 @@ class Stage:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
+    @telemetry.traced_stage  # observe: a span and metrics per stage's work
     async def _attempt(
         self,
         event: Event,
@@ -349,6 +352,7 @@ class Stage:
         except Exception:
             log.warning("%s: publish of %s deferred to the relay", self.name, record.event_id, exc_info=True)
 
+    @telemetry.continues_trace  # observe: publishes in the run's trace, also from the relay
     async def _send(self, record: OutboxRecord) -> None:
         headers = cloudevent_headers(
             event_id=record.event_id, ce_type=record.ce_type, source=record.source, run_id=record.run_id

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from patchtwin.telemetry import current_traceparent
 from schemas.events import Event, VerdictIssued
 
 _MIGRATION_LOCK = 0x7A7C_0001
@@ -217,6 +218,7 @@ class OutboxRecord:
     source: str
     ce_type: str
     payload: str
+    traceparent: str | None = None  # observe: the run's trace continues from the outbox
 
     @classmethod
     def of(cls, event: Event, source: str) -> OutboxRecord:
@@ -227,18 +229,20 @@ class OutboxRecord:
             source=source,
             ce_type=event.ce_type(),
             payload=event.model_dump_json(),
+            traceparent=current_traceparent(),
         )
 
     async def insert(self, conn: asyncpg.Connection) -> None:
         await conn.execute(
-            "INSERT INTO outbox (event_id, run_id, topic, source, ce_type, payload) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO outbox (event_id, run_id, topic, source, ce_type, payload, traceparent) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
             self.event_id,
             self.run_id,
             self.topic,
             self.source,
             self.ce_type,
             self.payload,
+            self.traceparent,
         )
 
 
@@ -249,7 +253,7 @@ async def pending_outbox(
     likely being published right now by the stage that stored it, and sending it from the relay
     too would put the same event on the topic twice."""
     rows = await pool.fetch(
-        "SELECT event_id, run_id, topic, source, ce_type, payload FROM outbox "
+        "SELECT event_id, run_id, topic, source, ce_type, payload, traceparent FROM outbox "
         "WHERE published_at IS NULL AND source = $1 AND created_at < now() - make_interval(secs => $3) "
         "ORDER BY created_at LIMIT $2",
         source,

@@ -228,5 +228,6 @@ class Asset(BaseModel):
 
     @property
     def builds_image(self) -> bool:
-        """Whether the twin needs an image built for this asset (pins or files, no explicit image)."""
-        return self.image is None and bool(self.packages or self.files)
+        """Whether the twin needs an image built for this asset (pins, files or environment; no
+        explicit image)."""
+        return self.image is None and bool(self.packages or self.files or self.environment)

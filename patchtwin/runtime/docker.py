@@ -41,6 +41,7 @@ from patchtwin.runtime.base import (
     TwinLimits,
     parse_status,
 )
+from patchtwin.telemetry import traced_twin_op
 from schemas.asset import Asset
 from schemas.events import TwinRef
 
@@ -204,6 +205,7 @@ class DockerRuntime:
                 return False
             raise
 
+    @traced_twin_op("create")  # observe
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
         hardening: Hardening | None = None, asset: Asset | None = None,
@@ -261,6 +263,7 @@ class DockerRuntime:
                 raise
         return name
 
+    @traced_twin_op("exec")  # observe
     async def exec(
         self,
         twin: TwinRef | str,
@@ -498,6 +501,7 @@ class DockerRuntime:
         copied = read_archive(b"".join(chunks), max_bytes=max_bytes)
         return CopiedOut(copied.files, copied.refused, copied.truncated or cut)
 
+    @traced_twin_op("destroy")  # observe
     async def destroy(self, name: str) -> bool:
         """Removes a twin, running or not, and its run's network if it had one. False when
         there was no twin."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from patchtwin import snapshot
 from patchtwin.runtime import ExecResult, TwinRuntime
 from patchtwin.runtime.base import CUT_MARKER
 from patchtwin.settings import Settings
@@ -98,6 +99,8 @@ async def apply_patch(
         outcome = outcome.model_copy(update={"packages": packages,
                                              "duration_s": round(time.monotonic() - deadline + patch.timeout_s, 3)})
     record.stdout, record.stderr = stdout, stderr
+    # faithful twins: snapshot again and record what the patch changed (None without a baseline)
+    outcome.state_diff = await snapshot.diff_after(runtime, context, settings)
     span = StageSpan(stage="patch", started_at=started, finished_at=now())
     return PatchApplied(
         run_id=ready.run_id,
