@@ -350,20 +350,14 @@ class DockerRuntime:
             raise
 
     async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
-        """A regular file's content (at most `limit` bytes), or None when it is not there."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
+        """A regular file's content (at most `limit` bytes), or None when it is not there or
+        not a regular file. Read as hostile (`copy_out`): never more than `limit` and a little
+        archive is transferred, and a symlink planted in its place is not followed."""
         try:
-            archive = await self.docker.containers.container(name).get_archive(path)
-        except DockerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        with archive:
-            member = archive.next()
-            if member is None or not member.isfile():
-                return None
-            handle = archive.extractfile(member)
-            return handle.read(limit) if handle is not None else None
+            copied = await self.copy_out(twin, path, max_bytes=limit)
+        except TwinLost:
+            return None
+        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
 
     async def run_supervised(
         self,

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from patchtwin.app import App
-from patchtwin.runtime import DockerRuntime, twin_name
+from patchtwin.runtime import DockerRuntime, TwinLimits, twin_name
 from patchtwin.runtime.docker import DEFAULT_CAPABILITIES, network_name
 from patchtwin.settings import Settings
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
@@ -113,3 +113,30 @@ async def test_relaxed_asset_gets_its_own_internal_network_and_the_verdict_names
     assert "unreachable" in output and "refused" not in output, output
     assert int(output.split("CapEff:")[1].split()[0], 16) & (1 << CAP_BITS["SYS_PTRACE"])
     assert await runtime.docker.networks.list(filters={"name": [network_name(name)]}) == []
+
+
+async def test_files_read_out_of_a_twin_are_read_as_hostile(
+    runtime: DockerRuntime, settings: Settings, images: list[str]
+) -> None:
+    run_id = new_run_id("copyout")
+    twin = await runtime.create(run_id, images[0], limits=TwinLimits(1, 128, 64), ttl_s=300)
+    try:
+        await runtime.exec(twin, ["sh", "-c", "mkdir -p /srv/out && echo report > /srv/out/report.txt && "
+                                  "ln -s /etc/shadow /srv/out/shadow && ln -s ../../.. /srv/out/up && "
+                                  "ln -s /etc/passwd /srv/link && head -c 3000000 /dev/zero > /srv/big"],
+                           timeout_s=10)
+        folder = await runtime.copy_out(twin, "/srv/out")
+        big = await runtime.copy_out(twin, "/srv/big", max_bytes=1000)
+        link = await runtime.read_file(twin, "/srv/link")
+        report = await runtime.read_file(twin, "/srv/out/report.txt", limit=3)
+        missing = await runtime.read_file(twin, "/srv/nothing")
+    finally:
+        await runtime.destroy(twin.name)
+
+    assert folder.files["out/report.txt"] == b"report\n"
+    assert sorted(folder.refused) == ["out/shadow", "out/up"]
+    assert not folder.truncated
+    assert big.files == {"big": b"\0" * 1000} and big.truncated
+    assert link is None  # a symlink in the file's place is not followed
+    assert report == b"rep"
+    assert missing is None
