@@ -102,8 +102,22 @@ class App:
             stage.start_relay()
         if "janitor" in self.services:
             self._tasks.append(asyncio.create_task(self._sweep_forever()))
+            if self.settings.janitor_docker_events and self.runtime is not None:
+                self._tasks.append(asyncio.create_task(self._follow_docker_events(self.runtime)))
         await self._observe()
         return self
+
+    async def _follow_docker_events(self, runtime: DockerRuntime) -> None:
+        """The janitor's Docker event subscription, re-opened whenever the stream ends."""
+        from services.janitor.logic import react_to_docker_events
+
+        assert self.pool is not None
+        while True:
+            try:
+                await react_to_docker_events(runtime, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
+            except Exception:
+                log.warning("janitor: Docker events stream failed", exc_info=True)
+            await asyncio.sleep(self.settings.janitor_interval_s)
 
     async def _observe(self) -> None:
         """observe: this process's HTTP endpoint and metric samplers (issue 9)."""

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     janitor_interval_s: float = 60.0
     #: A twin of this instance whose run the database does not know is removed once this old.
     janitor_orphan_grace_s: float = 600.0
+    #: The janitor also follows the Docker engine's events, to remove a twin no run needs as
+    #: soon as it stops or dies rather than at the next sweep.
+    janitor_docker_events: bool = True
 
     def twin_limit(self) -> int:
         from patchtwin.capacity import default_max_twins

@@ -16,7 +16,7 @@ import re
 import tarfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -527,6 +527,23 @@ class DockerRuntime:
                     return
                 raise
             await asyncio.sleep(0.1)
+
+    async def events(self) -> AsyncIterator[dict[str, str]]:
+        """The labels (and `name`) of this instance's twins as they stop, die or are OOM-killed,
+        as the engine reports it; ends when the engine's event stream ends."""
+        filters = {
+            "type": ["container"],
+            "event": ["die", "oom", "stop"],
+            "label": [f"{LABEL_OWNER}={self.owner}", f"{LABEL_INSTANCE}={self.instance}"],
+        }
+        events = aiodocker.Docker(url=self._url)  # its own connection: the stream never ends
+        try:
+            subscriber = events.events.subscribe(filters=json.dumps(filters))
+            while (event := await subscriber.get()) is not None:
+                yield dict((event.get("Actor") or {}).get("Attributes") or {})
+        finally:
+            await events.events.stop()
+            await events.close()
 
     async def list_ours(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Containers carrying our owner and instance labels (and the run's label when given)."""

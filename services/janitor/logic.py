@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from patchtwin.runtime import Runtimes, TwinRuntime
+from patchtwin.runtime import DockerRuntime, Runtimes, TwinRuntime
 from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_RUN
 from patchtwin.stage import Stage
 from patchtwin.store import OutboxRecord
@@ -123,6 +123,16 @@ async def watchdog(stage: Stage) -> list[str]:
         await stage.publish(record)
         failed.append(run_id)
     return failed
+
+
+async def react_to_docker_events(runtime: DockerRuntime, pool: asyncpg.Pool, *, orphan_grace_s: float) -> None:
+    """Removes a twin as soon as it stops or dies when no run needs it (the same rules as
+    `sweep`), instead of at the next sweep."""
+    async for labels in runtime.events():
+        reason = await why_remove(pool, labels, datetime.now(UTC), orphan_grace_s)
+        if reason is not None and labels.get("name"):
+            await runtime.destroy(labels["name"])
+            log.info("janitor removed %s on a Docker event (%s)", labels["name"], reason)
 
 
 def _older_than(stamp: str | None, now: datetime, seconds: float) -> bool:

@@ -41,6 +41,7 @@ class Services:
             "PATCHTWIN_RUN_DEADLINE_MARGIN_S": str(s.run_deadline_margin_s),
             "PATCHTWIN_READINESS_TIMEOUT_S": str(s.readiness_timeout_s),
             "PATCHTWIN_SHUTDOWN_GRACE_S": str(s.shutdown_grace_s),
+            "PATCHTWIN_HTTP_PORT": "-1",  # five processes on one machine: no shared HTTP port
         }
 
     def start(self, name: str) -> None:

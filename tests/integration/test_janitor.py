@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 
 from patchtwin.app import App
@@ -9,7 +12,7 @@ from patchtwin.images import base_ref
 from patchtwin.runtime import DockerRuntime, TwinLimits
 from patchtwin.runtime.base import LABEL_INSTANCE
 from patchtwin.settings import Settings
-from services.janitor.logic import sweep, watchdog
+from services.janitor.logic import react_to_docker_events, sweep, watchdog
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 
 SMALL = TwinLimits(cpus=0.5, memory_mb=64, pids=64)
@@ -95,3 +98,27 @@ async def test_a_run_past_its_deadline_ends_in_one_error_verdict(pipeline: App, 
     assert await verdicts_of(settings, run_id, settle_s=3) == [verdict]
     prober = await pipeline.pool.fetchrow("SELECT status, outcome FROM prober_runs WHERE run_id = $1", run_id)
     assert prober is not None and prober["status"] == "failed" and "abandoned" in prober["outcome"]
+
+
+async def test_a_twin_no_run_needs_is_removed_as_soon_as_it_dies(
+    pipeline: App, runtime: DockerRuntime, images: list[str]
+) -> None:
+    """The janitor follows Docker's events: a twin of an unknown run that dies goes at once,
+    not at the next sweep."""
+    run_id = f"dies-{uuid.uuid4().hex[:8]}"
+    assert pipeline.pool is not None
+    follower = asyncio.create_task(react_to_docker_events(runtime, pipeline.pool, orphan_grace_s=0))
+    try:
+        twin = await runtime.create(run_id, base_ref("12"), limits=SMALL, ttl_s=600)
+        await asyncio.sleep(0.5)  # the subscription is open
+        await runtime.docker.containers.container(twin.name).kill()
+
+        deadline = time.monotonic() + 10
+        while await runtime.list_ours(run_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert await runtime.list_ours(run_id) == []
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await runtime.destroy_run(run_id)

@@ -43,12 +43,16 @@ STEADY = [{"type": "process", "name": "nginx"}, {"type": "service", "name": "ngi
 FIXING_PATCH = f"#!/bin/sh\nset -e\ntouch {MARKER}\nrm /var/www/html/index.nginx-debian.html\n"
 BREAKING_PATCH = "#!/bin/sh\nset -e\nmv /etc/nginx/nginx.conf /etc/nginx/nginx.conf.old\n"
 
-RUNS: dict[str, tuple[str, list[dict[str, Any]]]] = {
-    "mixed": (FIXING_PATCH, [PRE_EXISTING, FIXED, DOCS, *STEADY]),
-    "critical": (BREAKING_PATCH, [CONFIG, *STEADY]),
-    "slow": ("touch /etc/patchtwin-slow", [LATENCY, *STEADY]),
-    "steady": ("true", STEADY),
-    "flaky": ("true", [*STEADY, FLIP]),
+#: The asset pins an nginx version the twin's image does not have: half its declared facts hold.
+UNLIKE = {"packages": {"nginx": "0.1-production"}}
+
+RUNS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any]]] = {
+    "mixed": (FIXING_PATCH, [PRE_EXISTING, FIXED, DOCS, *STEADY], {}),
+    "critical": (BREAKING_PATCH, [CONFIG, *STEADY], {}),
+    "slow": ("touch /etc/patchtwin-slow", [LATENCY, *STEADY], {}),
+    "steady": ("true", STEADY, {}),
+    "flaky": ("true", [*STEADY, FLIP], {}),
+    "unlike": ("true", STEADY, UNLIKE),
 }
 
 
@@ -56,8 +60,10 @@ RUNS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 async def verdicts(pipeline: App, settings: Settings) -> dict[str, dict[str, Any]]:
     """The runs, submitted together (they run side by side), and their verdicts."""
     run_ids = {name: new_run_id(f"verdict-{name}") for name in RUNS}
-    for name, (script, checks) in RUNS.items():
-        await publish(settings, "twin.requested", nginx_request(run_ids[name], script, checks=checks))
+    for name, (script, checks, asset) in RUNS.items():
+        request = nginx_request(run_ids[name], script, checks=checks)
+        request["asset"].update(asset)
+        await publish(settings, "twin.requested", request)
     found = await asyncio.gather(*(verdicts_of(settings, run_id, settle_s=0) for run_id in run_ids.values()))
     return {name: one for name, [one, *_] in zip(run_ids, found, strict=True)}
 
@@ -123,6 +129,17 @@ def test_flaky_checks_lower_the_confidence_of_the_same_run(verdicts: dict[str, d
     assert flaky["confidence"] < steady["confidence"]
     stability = {f["name"]: f["value"] for f in flaky["confidence_factors"]}["stability"]
     assert stability == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_a_twin_less_like_its_asset_lowers_the_confidence(verdicts: dict[str, dict[str, Any]]) -> None:
+    steady, unlike = verdicts["steady"], verdicts["unlike"]
+    fidelity = {name: {f["name"]: f for f in v["confidence_factors"]}["fidelity"]
+                for name, v in (("steady", steady), ("unlike", unlike))}
+
+    assert fidelity["steady"]["value"] == 1.0  # nginx declared and running
+    assert fidelity["unlike"]["value"] == 0.5
+    assert "package nginx" in fidelity["unlike"]["observed"]
+    assert unlike["confidence"] == pytest.approx(steady["confidence"] / 2, abs=0.1)
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
