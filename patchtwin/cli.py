@@ -25,6 +25,7 @@ from schemas.codes import Code
 
 console = Console(stderr=True)
 EXIT_BY_STATUS = {"passed": 0, "failed": 1, "error": 2}
+EXIT_TIMEOUT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the verdict; exit 0/1/2")
     submit.add_argument("--json", action="store_true", help="print the verdict as JSON")
     submit.add_argument("--timeout", type=float, default=900)
+    watching = commands.add_parser("watch", help="a run's stages live, then its verdict; exit 0/1/2, 3 on timeout")
+    watching.add_argument("run_id")
+    watching.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    watching.add_argument("--timeout", type=float, default=900)
     commands.add_parser("demo", help="a good and a breaking patch, end to end, then stop")
     report = commands.add_parser("report", help="a run's report for CI or a ticket, on stdout")
     report.add_argument("run_id")
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(logging.INFO if args.verbose else logging.WARNING, Settings().log_format)  # observe
     handler = {
         "up": _up, "service": _service, "init": _init, "images": _images,
-        "submit": _submit, "demo": _demo, "report": _report, "runs": _runs, "show": _show,
+        "submit": _submit, "demo": _demo, "report": _report, "watch": _watch, "runs": _runs, "show": _show,
     }[args.command]
     sys.exit(asyncio.run(handler(args, with_running_endpoints(Settings()))))
 
@@ -153,8 +158,9 @@ def load_request(path: Path) -> dict[str, Any]:
 
 
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.client import submit, wait_for_verdict
+    from patchtwin.client import submit
     from patchtwin.demo import print_verdict
+    from patchtwin.watch import watch
 
     try:
         request = load_request(args.file)
@@ -166,7 +172,27 @@ async def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if not args.wait:
         print(run_id)
         return 0
-    verdict = await wait_for_verdict(settings, run_id, timeout_s=args.timeout)
+    try:  # observe: the run's stages live on stderr, the verdict on stdout
+        verdict = await watch(settings, run_id, console, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        console.print(f"[red]timeout[/]: {exc}")
+        return EXIT_TIMEOUT
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+    else:
+        print_verdict(Console(), verdict)
+    return EXIT_BY_STATUS[verdict.status.value]
+
+
+async def _watch(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.demo import print_verdict
+    from patchtwin.watch import watch
+
+    try:
+        verdict = await watch(settings, args.run_id, console, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        console.print(f"[red]timeout[/]: {exc}")
+        return EXIT_TIMEOUT
     if args.json:
         print(verdict.model_dump_json(indent=2))
     else:
