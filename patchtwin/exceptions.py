@@ -71,6 +71,12 @@ class CloneFailed(TwinError):
     code = Code.CLONE_FAILED
 
 
+class PatchInputUnavailable(PatchtwinError):
+    """An artifact or a package of the patch could not be had (see the message)."""
+
+    code = Code.PATCH_INPUT_UNAVAILABLE
+
+
 class TransientError(PatchtwinError):
     code = Code.RETRIES_EXHAUSTED
     retryable = True

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     #: the `patch_runs` table.
     patch_output_event_bytes: int = 64 * 1024
     patch_kill_grace_s: float = 5.0
+    #: Artifacts of one patch, in all; URLs are fetched by the executor, never by the twin.
+    artifact_max_bytes: int = 64 * 1024 * 1024
+    artifact_fetch_timeout_s: float = 60.0
+    #: How long the helper container may take to download a patch's packages.
+    package_fetch_timeout_s: float = 300.0
     #: confinement of every twin (README "Isolation"); an asset may relax some, never these
     twin_runtime: str | None = None  # an OCI runtime the engine knows, e.g. "runsc" (gVisor)
     twin_nofile: int = Field(default=4096, ge=64)

@@ -28,6 +28,7 @@ class Code(StrEnum):
     PATCH_OOM = "PATCH_OOM"
     PATCH_KILLED = "PATCH_KILLED"
     PATCH_INTERRUPTED = "PATCH_INTERRUPTED"
+    PATCH_INPUT_UNAVAILABLE = "PATCH_INPUT_UNAVAILABLE"
     # the checks
     CHECK_REGRESSED = "CHECK_REGRESSED"
     PERFORMANCE_LIMIT_EXCEEDED = "PERFORMANCE_LIMIT_EXCEEDED"
@@ -77,6 +78,9 @@ MEANING: dict[Code, str] = {
     "Raise `asset.resources.memory_mb` if the asset has more memory.",
     Code.PATCH_KILLED: "The patch's process ended by a signal (not the timeout, not the OOM killer), "
     "e.g. `kill -9 $$`; `signal` says which.",
+    Code.PATCH_INPUT_UNAVAILABLE: "An artifact or package of the patch could not be had: the URL did not "
+    "answer or was too large, the content did not match its sha256, or the package version is not in "
+    "the platform's repositories. The message says which; a retry helps only if a server was away.",
     Code.PATCH_INTERRUPTED: "The executor stopped while the patch ran; the twin's state is "
     "unknown, so the run is not judged.",
     Code.CHECK_REGRESSED: "A critical check passed before the patch and fails after it.",

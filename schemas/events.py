@@ -130,6 +130,15 @@ class TwinReady(Event):
     context: RunContext
 
 
+class PackageChange(BaseModel):
+    """A package of the patch: the version asked for, and what dpkg had before and after."""
+
+    name: str
+    requested: str
+    before: str | None = None
+    after: str | None = None
+
+
 #: The steps of applying a patch, in order.
 PatchStep = Literal["artifacts", "packages", "script"]
 
@@ -158,6 +167,8 @@ class PatchOutcome(BaseModel):
     step: PatchStep = Field(
         default="script", description="the step whose ending this is (the last one that ran)")
     user: str | None = None
+    packages: list[PackageChange] = Field(default_factory=list, description="the patch's packages, "
+                                          "before and after")
     #: What the patch changed in the twin (packages, ports, services, files, users, sysctls).
     state_diff: StateDiff | None = None
 

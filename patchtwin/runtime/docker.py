@@ -324,24 +324,18 @@ class DockerRuntime:
         await self.put_files(twin, [(path, content, mode)])
 
     async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None:
-        """Copies files (path, content, mode) in with one archive; missing parent folders are
-        created owned by root, mode 0755. Existing folders keep their mode."""
+        """Copies files (path, content, mode) in with one archive. The archive has no folder
+        entries, so existing folders keep their owner and mode (an entry would reset them);
+        missing ones are created owned by root, mode 0755. Not into a tmpfs mount (Docker's
+        archive API writes beneath it)."""
         name = twin.name if isinstance(twin, TwinRef) else twin
         buffer = io.BytesIO()
         now = int(time.time())
-        folders: set[str] = set()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             for path, content, mode in files:
                 parts = [p for p in path.split("/") if p]
                 if not path.startswith("/") or not parts or ".." in parts or "." in parts:
                     raise ValueError(f"not an absolute path without '.' or '..': {path!r}")
-                for depth in range(1, len(parts)):
-                    folder_name = "/".join(parts[:depth])
-                    if folder_name not in folders:
-                        folders.add(folder_name)
-                        folder = tarfile.TarInfo(folder_name)
-                        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, now
-                        tar.addfile(folder)
                 info = tarfile.TarInfo("/".join(parts))
                 info.size, info.mode, info.mtime = len(content), mode, now
                 tar.addfile(info, io.BytesIO(content))

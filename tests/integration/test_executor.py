@@ -3,11 +3,16 @@ recorded exactly in the verdict's `patch` and maps to its code."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from patchtwin.app import App
 from patchtwin.images import base_ref
@@ -172,3 +177,95 @@ async def test_patch_record_is_stored_with_the_run(pipeline: App, settings: Sett
     assert '"script": "echo recorded"' in row["patch"]
     assert '"exit_code": 0' in row["outcome"]
     assert row["stdout"] == b"recorded\n"
+
+
+async def stored_inputs(settings: Settings, run_id: str) -> dict[str, Any]:
+    assert settings.database_url
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        row = await conn.fetchrow("SELECT patch, inputs FROM patch_runs WHERE run_id = $1", run_id)
+    finally:
+        await conn.close()
+    assert row is not None
+    return {"patch": json.loads(row["patch"]), "inputs": json.loads(row["inputs"])}
+
+
+async def test_packages_install_offline_in_a_twin_without_network(pipeline: App, settings: Settings) -> None:
+    run_id = new_run_id("pkg")
+    # `hello` is not in the image; the twin has only a loopback interface
+    body = request(run_id, "hello; ls /sys/class/net", timeout_s=120, packages={"hello": "2.10-3"})
+    verdict = await verdict_for(settings, body)
+
+    assert verdict["status"] == "passed", verdict["summary"]
+    patch = verdict["patch"]
+    assert patch["packages"] == [{"name": "hello", "requested": "2.10-3", "before": None, "after": "2.10-3"}]
+    assert patch["stdout"].endswith("Hello, world!\nlo\n")
+    debs = (await stored_inputs(settings, run_id))["inputs"]["packages"]
+    assert [d["path"] for d in debs] == ["/opt/patchtwin/debs/hello_2.10-3_amd64.deb"]
+    assert len(debs[0]["sha256"]) == 64
+
+
+async def test_a_package_version_not_in_the_repositories_is_an_input_error(
+    pipeline: App, settings: Settings
+) -> None:
+    body = request(new_run_id("nopkg"), "true", timeout_s=120, packages={"hello": "9.9-9"})
+    verdict = await verdict_for(settings, body)
+
+    assert verdict["status"] == "error"
+    assert codes(verdict["issues"]) == ["PATCH_INPUT_UNAVAILABLE"]
+    assert "hello=9.9-9" in verdict["issues"][0]["message"]
+
+
+@pytest.fixture
+async def file_server() -> AsyncIterator[str]:
+    """A URL the executor can fetch (the twin could not: it has no network)."""
+    async def tool(_: web.Request) -> web.Response:
+        return web.Response(body=b"#!/bin/sh\necho tool ran\n")
+
+    app = web.Application()
+    app.router.add_get("/tool.sh", tool)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_artifacts_are_copied_in_with_their_mode_before_the_script(
+    pipeline: App, settings: Settings, file_server: str
+) -> None:
+    run_id = new_run_id("artifacts")
+    tool = b"#!/bin/sh\necho tool ran\n"
+    conf = b"key=value\n"
+    body = request(run_id, "stat -c '%a %U' /usr/local/bin/tool /etc/app/app.conf; /usr/local/bin/tool", artifacts=[
+        {"path": "/usr/local/bin/tool", "url": f"{file_server}/tool.sh", "mode": "0750",
+         "sha256": hashlib.sha256(tool).hexdigest()},
+        {"path": "/etc/app/app.conf", "content_base64": base64.b64encode(conf).decode(), "mode": 0o600},
+    ])
+    verdict = await verdict_for(settings, body)
+
+    assert verdict["status"] == "passed", verdict["summary"]
+    assert verdict["patch"]["stdout"] == "750 root\n600 root\ntool ran\n"
+    stored = await stored_inputs(settings, run_id)
+    assert [(a["path"], a["sha256"], a["mode"]) for a in stored["inputs"]["artifacts"]] == [
+        ("/usr/local/bin/tool", hashlib.sha256(tool).hexdigest(), "0o750"),
+        ("/etc/app/app.conf", hashlib.sha256(conf).hexdigest(), "0o600"),
+    ]
+    # the record repeats exactly: the URL's content is pinned inline with its hash
+    assert base64.b64decode(stored["patch"]["artifacts"][0]["content_base64"]) == tool
+
+
+async def test_an_artifact_whose_content_does_not_match_its_sha256_is_refused(
+    pipeline: App, settings: Settings, file_server: str
+) -> None:
+    body = request(new_run_id("badhash"), "true", artifacts=[
+        {"path": "/usr/local/bin/tool", "url": f"{file_server}/tool.sh", "sha256": "0" * 64}])
+    verdict = await verdict_for(settings, body)
+
+    assert verdict["status"] == "error"
+    assert codes(verdict["issues"]) == ["PATCH_INPUT_UNAVAILABLE"]
+    assert "sha256" in verdict["issues"][0]["message"]

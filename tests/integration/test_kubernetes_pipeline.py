@@ -50,9 +50,9 @@ async def test_good_patch_passes_on_a_kubernetes_twin_and_its_namespace_is_delet
     [namespace] = [n["metadata"]["name"] for n in fake.sent("Namespace")
                    if n["metadata"]["annotations"]["io.patchtwin.run-id"] == run_id]
     execs = [c for c in fake.calls if c.path == f"/api/v1/namespaces/{namespace}/pods/twin/exec"]
-    # services up, baseline (2 rounds), copy the patch and its supervisor in, run it, read its
-    # status, checks after (2 rounds)
-    assert len(execs) == 9
+    # services up, baseline (2 rounds), state snapshot, copy the patch and its supervisor in,
+    # run it, read its status, state snapshot after, checks after (2 rounds)
+    assert len(execs) == 11
     assert ("DELETE", f"/api/v1/namespaces/{namespace}") in [(c.method, c.path) for c in fake.calls]
     assert pipeline.runtimes is not None
     left = await pipeline.runtimes.get("kubernetes").list_ours(run_id)
