@@ -55,6 +55,26 @@ def runtime(fake_and_runtime: tuple[FakeApiServer | None, KubernetesRuntime]) ->
     return fake_and_runtime[1]
 
 
+async def test_ping_answers_while_the_api_server_does(runtime: KubernetesRuntime) -> None:
+    # `/readyz` of the services that handle twins asks this of every runtime
+    assert await runtime.ping() is True
+
+
+async def test_ping_is_false_when_no_api_server_answers(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}],
+        "users": [{"name": "gone", "user": {"token": "x"}}],
+    }))
+    runtime = KubernetesRuntime(Settings(k8s_kubeconfig=str(kubeconfig)), owner="patchtwin-k8s-test")
+    try:
+        assert await runtime.ping() is False
+    finally:
+        await runtime.close()
+
+
 @pytest.fixture
 def fake(fake_and_runtime: tuple[FakeApiServer | None, KubernetesRuntime]) -> FakeApiServer:
     assert fake_and_runtime[0] is not None
