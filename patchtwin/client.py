@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,27 @@ async def submit(settings: Settings, request: dict[str, Any]) -> str:
     finally:
         await producer.stop()
     return event.run_id
+
+
+def rerun_id(run_id: str) -> str:
+    """A fresh run id that still reads as a repeat of `run_id` (within the 128-character limit)."""
+    return f"{run_id[:100]}.rerun-{uuid.uuid4().hex[:8]}"
+
+
+def rerun_request(original: dict[str, Any], inputs: dict[str, Any], *, run_id: str | None = None) -> dict[str, Any]:
+    """The request that repeats a run: the original body (asset, patch, checks, repeats, ...) under a
+    new run id, linked to the original by `rerun_of`, and every artifact pinned to the sha256 the
+    original run recorded for it (`patch_runs.inputs`), so changed content is refused, not applied."""
+    body = {k: v for k, v in original.items() if k not in {"event_id", "occurred_at", "run_id", "rerun_of"}}
+    recorded = {item["path"]: item["sha256"] for item in inputs.get("artifacts", [])}
+    patch = dict(body["patch"])
+    patch["artifacts"] = [{**artifact, "sha256": recorded.get(artifact["path"], artifact.get("sha256"))}
+                          for artifact in patch.get("artifacts", [])]
+    body["patch"] = patch
+    body["run_id"] = run_id or rerun_id(original["run_id"])
+    body["rerun_of"] = original["run_id"]
+    TwinRequested.model_validate(body)  # what the original passed must pass again
+    return body
 
 
 async def follow(

@@ -348,3 +348,37 @@ async def run_progress(pool: asyncpg.Pool, run_id: str) -> dict[str, str]:
         if status is not None:
             progress[stage] = status
     return progress
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run was asked to do and what its patch put into the twin (read by `patchtwin rerun`)
+
+
+@dataclass(frozen=True)
+class PatchRun:
+    """The executor's record of a run's patch (`patch_runs`): the patch as applied, the sha256 of
+    every artifact and .deb it put into the twin (`inputs`), and how it ended (None: not applied)."""
+
+    run_id: str
+    patch: dict[str, Any]
+    inputs: dict[str, Any]
+    outcome: dict[str, Any] | None
+
+
+async def load_patch_run(pool: asyncpg.Pool, run_id: str) -> PatchRun | None:
+    row = await pool.fetchrow("SELECT patch, inputs, outcome FROM patch_runs WHERE run_id = $1", run_id)
+    if row is None:
+        return None
+    return PatchRun(run_id=run_id, patch=json.loads(row["patch"]), inputs=json.loads(row["inputs"]),
+                    outcome=json.loads(row["outcome"]) if row["outcome"] is not None else None)
+
+
+async def load_request(pool: asyncpg.Pool, run_id: str) -> dict[str, Any] | None:
+    """The run's TwinRequested as the provisioner took it on: it travels in every TwinReady
+    (`context.request`), and the provisioner's TwinReady is kept in the outbox."""
+    payload = await pool.fetchval(
+        "SELECT payload FROM outbox WHERE run_id = $1 AND topic = 'twin.ready' ORDER BY created_at LIMIT 1", run_id)
+    if payload is None:
+        return None
+    request: dict[str, Any] = json.loads(payload)["context"]["request"]
+    return request
