@@ -366,7 +366,10 @@ class PatchRun:
 
 
 async def load_patch_run(pool: asyncpg.Pool, run_id: str) -> PatchRun | None:
-    row = await pool.fetchrow("SELECT patch, inputs, outcome FROM patch_runs WHERE run_id = $1", run_id)
+    try:
+        row = await pool.fetchrow("SELECT patch, inputs, outcome FROM patch_runs WHERE run_id = $1", run_id)
+    except asyncpg.UndefinedTableError:  # a database no executor ever ran against
+        return None
     if row is None:
         return None
     return PatchRun(run_id=run_id, patch=json.loads(row["patch"]), inputs=json.loads(row["inputs"]),
