@@ -70,6 +70,13 @@ class ClaimResult:
     attempts: int
 
 
+#: For writes whose loss in a database crash is harmless, the commit does not wait for the
+#: disk (one fsync less on every Kafka hop): a lost claim is claimed again on redelivery, a
+#: lost "published" mark makes the relay publish again and consumers drop the duplicate.
+#: Finishing a run (its outcome and outgoing event) always waits for the disk.
+_LOSABLE = "SET LOCAL synchronous_commit = off"
+
+
 class Ledger:
     """One stage's table of runs: claim on arrival, finish with the outgoing event."""
 
@@ -80,6 +87,7 @@ class Ledger:
 
     async def claim(self, run_id: str, fingerprint: str) -> ClaimResult:
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOSABLE)
             row = await conn.fetchrow(
                 f"INSERT INTO {self.table} (run_id, fingerprint, status) VALUES ($1, $2, 'working') "
                 "ON CONFLICT (run_id) DO NOTHING RETURNING attempts",
@@ -186,4 +194,6 @@ async def pending_outbox(pool: asyncpg.Pool, source: str, limit: int = 100) -> l
 
 
 async def mark_published(pool: asyncpg.Pool, event_id: str) -> None:
-    await pool.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", event_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_LOSABLE)
+        await conn.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", event_id)
