@@ -12,13 +12,14 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from importlib import resources
 from typing import Any
 
 import asyncpg
 
-from schemas.events import Event
+from schemas.events import Event, VerdictIssued
 
 _MIGRATION_LOCK = 0x7A7C_0001
 
@@ -197,3 +198,70 @@ async def mark_published(pool: asyncpg.Pool, event_id: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_LOSABLE)
         await conn.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", event_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts and their reports (written by the analyzer; read by `patchtwin runs|show|report`)
+
+
+async def save_verdict(conn: asyncpg.Connection, verdict: VerdictIssued, reports: dict[str, str]) -> None:
+    """The verdict row and its rendered reports; the first verdict of a run stands."""
+    inserted = await conn.fetchval(
+        "INSERT INTO verdicts (run_id, event_id, status, confidence, summary, asset_id, patch_id, "
+        "verdict) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id) DO NOTHING RETURNING run_id",
+        verdict.run_id, verdict.event_id, verdict.status.value, verdict.confidence, verdict.summary,
+        verdict.asset_id, verdict.patch_id, verdict.model_dump_json(),
+    )
+    if inserted is None:
+        return
+    await conn.executemany(
+        "INSERT INTO reports (run_id, format, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(verdict.run_id, fmt, body) for fmt, body in reports.items()],
+    )
+
+
+async def load_verdict(pool: asyncpg.Pool, run_id: str) -> VerdictIssued | None:
+    raw = await pool.fetchval("SELECT verdict FROM verdicts WHERE run_id = $1", run_id)
+    return None if raw is None else VerdictIssued.model_validate_json(raw)
+
+
+async def load_report(pool: asyncpg.Pool, run_id: str, fmt: str) -> str | None:
+    body: str | None = await pool.fetchval(
+        "SELECT body FROM reports WHERE run_id = $1 AND format = $2", run_id, fmt)
+    return body
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as `patchtwin runs` lists it: in progress (no verdict yet) or judged."""
+
+    run_id: str
+    started_at: datetime | None
+    issued_at: datetime | None
+    status: str
+    confidence: float | None
+    asset_id: str | None
+    patch_id: str | None
+    durations_s: dict[str, float]
+    summary: str
+
+
+async def recent_runs(pool: asyncpg.Pool, limit: int = 20, run_id: str | None = None) -> list[RunRow]:
+    """The newest runs first: every run the provisioner took on, and every run with a verdict."""
+    rows = await pool.fetch(
+        "SELECT coalesce(v.run_id, p.run_id) AS run_id, p.started_at, v.issued_at, v.status, "
+        "v.confidence, v.asset_id, v.patch_id, v.summary, v.verdict->'durations_s' AS durations "
+        "FROM verdicts v FULL OUTER JOIN provisioner_runs p ON p.run_id = v.run_id "
+        "WHERE $2::text IS NULL OR coalesce(v.run_id, p.run_id) = $2 "
+        "ORDER BY coalesce(p.started_at, v.issued_at) DESC LIMIT $1",
+        limit, run_id,
+    )
+    return [
+        RunRow(
+            run_id=r["run_id"], started_at=r["started_at"], issued_at=r["issued_at"],
+            status=r["status"] or "running", confidence=r["confidence"], asset_id=r["asset_id"],
+            patch_id=r["patch_id"], durations_s=json.loads(r["durations"]) if r["durations"] else {},
+            summary=r["summary"] or "",
+        )
+        for r in rows
+    ]

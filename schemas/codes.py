@@ -26,6 +26,7 @@ class Code(StrEnum):
     PATCH_INTERRUPTED = "PATCH_INTERRUPTED"
     # the checks
     CHECK_REGRESSED = "CHECK_REGRESSED"
+    PERFORMANCE_LIMIT_EXCEEDED = "PERFORMANCE_LIMIT_EXCEEDED"
     CHECK_ERROR = "CHECK_ERROR"
     # warnings
     PATCH_STDERR = "PATCH_STDERR"
@@ -60,6 +61,9 @@ MEANING: dict[Code, str] = {
     Code.PATCH_INTERRUPTED: "The executor stopped while the patch ran; the twin's state is "
     "unknown, so the run is not judged.",
     Code.CHECK_REGRESSED: "A critical check passed before the patch and fails after it.",
+    Code.PERFORMANCE_LIMIT_EXCEEDED: "A performance check met its limit before the patch and "
+    "exceeds it after (critical or not: a limit is a hard requirement). Re-running cannot "
+    "help unless the measurement was noisy; see the samples in its evidence.",
     Code.CHECK_ERROR: "A check could not be evaluated (the probe itself failed).",
     Code.PATCH_STDERR: "The patch wrote to stderr (warning).",
     Code.OUTPUT_TRUNCATED: "The patch's output passed the cap and was truncated (warning).",

@@ -149,6 +149,15 @@ class CheckVerdict(BaseModel):
     baseline_evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class ConfidenceFactor(BaseModel):
+    """One input of the confidence score as it was used, so a person can redo the sum."""
+
+    name: str
+    value: float = Field(ge=0, le=1, description="the factor, 0 to 1")
+    observed: str = Field(description="what the factor was computed from")
+    applied: bool = Field(default=True, description="whether this status's formula uses it")
+
+
 class VerdictIssued(Event):
     topic: ClassVar[Topic] = Topic.VERDICT_ISSUED
 
@@ -162,6 +171,9 @@ class VerdictIssued(Event):
     patch_id: str | None = None
     patch: PatchOutcome | None = None
     confidence_inputs: dict[str, float] = Field(default_factory=dict)
+    #: Each factor of the confidence with what it came from, and the sum as it was done.
+    confidence_factors: list[ConfidenceFactor] = Field(default_factory=list)
+    confidence_formula: str = ""
     durations_s: dict[str, float] = Field(default_factory=dict)
     #: When each stage ran, for finding where the time went (`bench/`, `patchtwin show`).
     timeline: list[StageSpan] = Field(default_factory=list)
@@ -207,6 +219,7 @@ __all__ = [
     "CheckVerdict",
     "ChecksCompleted",
     "Classification",
+    "ConfidenceFactor",
     "Event",
     "Issue",
     "PatchApplied",

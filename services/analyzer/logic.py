@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from patchtwin.reports import render_all
 from patchtwin.stage import now
+from patchtwin.store import save_verdict
 from schemas import (
-    CHECK_FAMILIES,
     CheckResult,
     ChecksCompleted,
     CheckStatus,
@@ -27,9 +28,11 @@ from schemas import (
     VerdictIssued,
     VerdictStatus,
 )
+from services.analyzer.confidence import Basis, Evidence, compute, read_fidelity, read_samples
 
 
 def classify(baseline: CheckResult, after: CheckResult) -> Classification:
+    """Flaky when any round disagreed; else passed-or-not before vs after (an error is not a pass)."""
     if baseline.flaky or after.flaky:
         return Classification.FLAKY
     before_ok = baseline.status is CheckStatus.PASSED
@@ -66,37 +69,6 @@ def patch_issues(outcome: PatchOutcome) -> tuple[list[Issue], list[Issue]]:
     return issues, warnings
 
 
-def confidence(
-    verdicts: list[CheckVerdict], *, repeats: int, stderr: bool, patch_ended_badly: bool,
-    failed: bool,
-) -> tuple[float, dict[str, float]]:
-    """0 to 100 and its inputs (README, "Confidence"): every factor is something observed."""
-    total = len(verdicts)
-    with_data = sum(1 for v in verdicts if v.baseline != "error" and v.after != "error")
-    flaky = sum(1 for v in verdicts if v.classification is Classification.FLAKY)
-    inputs = {
-        "checks": float(total),
-        "data_ratio": with_data / total if total else 0.0,
-        "stability": 1 - flaky / total if total else 1.0,
-        "coverage": len({v.type for v in verdicts}) / len(CHECK_FAMILIES),
-        "repeat_factor": 1 - 0.5 ** (repeats + 1),
-        "stderr_factor": 0.9 if stderr else 1.0,
-    }
-    if failed and patch_ended_badly:
-        score = 1.0  # the patch's own exit was observed directly
-    elif failed:
-        score = inputs["repeat_factor"] * inputs["stability"]
-    else:
-        score = (
-            inputs["data_ratio"]
-            * inputs["stability"]
-            * (0.6 + 0.4 * inputs["coverage"])
-            * inputs["repeat_factor"]
-            * inputs["stderr_factor"]
-        )
-    return round(100 * score, 1), inputs
-
-
 def judge(completed: ChecksCompleted) -> VerdictIssued:
     started = now()
     context = completed.context
@@ -106,42 +78,52 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
     verdicts: list[CheckVerdict] = []
     issues, warnings = patch_issues(completed.outcome)
     patch_ended_badly = bool(issues)
+    samples: dict[str, int] = {}
     for check in request.checks:
         name = check.name or ""
-        b, a = baseline.get(name), after.get(name)
-        if b is None or a is None:
-            continue
+        b = baseline.get(name) or _missing(name, check.type, "before the patch")
+        a = after.get(name) or _missing(name, check.type, "after the patch")
         kind = classify(b, a)
         verdicts.append(CheckVerdict(
             name=name, type=check.type, critical=check.critical, baseline=b.status.value,
             after=a.status.value, classification=kind, evidence={"message": a.message, **a.evidence},
             baseline_evidence={"message": b.message, **b.evidence},
         ))
+        if check.type == "performance":
+            counts = [n for n in (read_samples(b.evidence), read_samples(a.evidence)) if n is not None]
+            samples[name] = min(counts) if counts else 0
         if kind is Classification.REGRESSION:
-            target = issues if check.critical else warnings
-            code = Code.CHECK_REGRESSED if check.critical else Code.NONCRITICAL_REGRESSED
-            target.append(Issue(code=code, check=name, message=f"{name}: passed before the patch, "
-                                f"{a.status.value} after: {a.message}"))
+            message = f"{name}: passed before the patch, {a.status.value} after: {a.message}"
+            if check.type == "performance":
+                issues.append(Issue(code=Code.PERFORMANCE_LIMIT_EXCEEDED, check=name, message=message))
+            elif check.critical:
+                issues.append(Issue(code=Code.CHECK_REGRESSED, check=name, message=message))
+            else:
+                warnings.append(Issue(code=Code.NONCRITICAL_REGRESSED, check=name, message=message))
         elif kind is Classification.PRE_EXISTING:
             warnings.append(Issue(code=Code.CHECK_PRE_EXISTING, check=name,
                                   message=f"{name} failed before the patch too: {b.message}"))
         elif kind is Classification.FLAKY:
             warnings.append(Issue(code=Code.CHECK_FLAKY, check=name, message=f"{name} gave "
-                                  f"{'/'.join(o.value for o in [*b.observations, *a.observations])}"))
-        if a.status is CheckStatus.ERROR:
-            warnings.append(Issue(code=Code.CHECK_ERROR, check=name, message=a.message))
+                                  f"{'/'.join(o.value for o in b.observations or [b.status])} before the "
+                                  f"patch, {'/'.join(o.value for o in a.observations or [a.status])} after"))
+        for when, result in (("before", b), ("after", a)):
+            if result.status is CheckStatus.ERROR:
+                warnings.append(Issue(code=Code.CHECK_ERROR, check=name,
+                                      message=f"{name} could not be evaluated {when} the patch: {result.message}"))
     if not request.checks:
         warnings.append(Issue(code=Code.NO_CHECKS, message="no checks were requested"))
     status = VerdictStatus.FAILED if issues else VerdictStatus.PASSED
-    score, inputs = confidence(
-        verdicts, repeats=request.repeats, stderr=bool(completed.outcome.stderr.strip()),
-        patch_ended_badly=patch_ended_badly, failed=bool(issues),
-    )
+    basis = (Basis.PATCH_ENDED_BADLY if patch_ended_badly else Basis.REGRESSION if issues else Basis.PASSED)
+    scored = compute(Evidence(
+        checks=verdicts, basis=basis, repeats=request.repeats, stderr=bool(completed.outcome.stderr.strip()),
+        fidelity=read_fidelity(context), samples=samples,
+    ))
     timeline = [*context.timeline, StageSpan(stage="analyze", started_at=started, finished_at=now())]
     return VerdictIssued(
         run_id=completed.run_id,
         status=status,
-        confidence=score,
+        confidence=scored.score,
         summary=_summary(status, request.patch.id, request.asset.id, verdicts, issues),
         issues=issues,
         warnings=warnings,
@@ -149,11 +131,18 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         asset_id=request.asset.id,
         patch_id=request.patch.id,
         patch=completed.outcome,
-        confidence_inputs=inputs,
+        confidence_inputs=scored.inputs,
+        confidence_factors=scored.factors,
+        confidence_formula=scored.formula,
         durations_s=durations(timeline, request.occurred_at),
         timeline=timeline,
         keep_twin=request.keep_twin,
     )
+
+
+def _missing(name: str, type_: str, when: str) -> CheckResult:
+    """A requested check the suite returned nothing for: no data, never silently dropped."""
+    return CheckResult(name=name, type=type_, status=CheckStatus.ERROR, message=f"no result {when}")
 
 
 def judge_failure(failed: RunFailed) -> VerdictIssued:
@@ -171,6 +160,7 @@ def judge_failure(failed: RunFailed) -> VerdictIssued:
         asset_id=failed.asset_id,
         patch_id=failed.patch_id,
         confidence_inputs={"test_carried_out": 0.0},
+        confidence_formula="error: 100 (the test could not be carried out; observed directly) = 100.0",
         durations_s=durations(failed.timeline, None),
         keep_twin=failed.keep_twin,
     )
@@ -201,16 +191,12 @@ def _tail(text: str, limit: int = 300) -> str:
 
 
 def store_verdict(event: Event) -> Callable[[asyncpg.Connection], Awaitable[None]] | None:
-    """Writes the verdict row in the ledger's transaction (for `runs`, `show`, `report`)."""
+    """Writes the verdict row and its reports in the ledger's transaction (for `runs`, `show`, `report`)."""
     if not isinstance(event, VerdictIssued):
         return None
+    reports = render_all(event)
 
     async def write(conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "INSERT INTO verdicts (run_id, event_id, status, confidence, summary, asset_id, patch_id, "
-            "verdict) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id) DO NOTHING",
-            event.run_id, event.event_id, event.status.value, event.confidence, event.summary,
-            event.asset_id, event.patch_id, event.model_dump_json(),
-        )
+        await save_verdict(conn, event, reports)
 
     return write
