@@ -12,9 +12,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from patchtwin import store
+from patchtwin import store, telemetry
 from patchtwin.bus import make_broker
+from patchtwin.http import Endpoints
 from patchtwin.runtime import DockerRuntime, Runtimes
+from patchtwin.samplers import Sampler
 from patchtwin.settings import Settings
 from patchtwin.stage import Stage
 from schemas.topics import Topic
@@ -74,6 +76,8 @@ class App:
     runtime: DockerRuntime | None = None
     runtimes: Runtimes | None = None
     stages: dict[str, Stage] = field(default_factory=dict)
+    endpoints: Endpoints | None = None  # observe: /healthz /readyz /metrics
+    sampler: Sampler | None = None  # observe: twins, their usage, consumer lag
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> App:
@@ -81,13 +85,13 @@ class App:
             if name not in SERVICES:
                 raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
         assert self.settings.database_url, "DATABASE_URL is not set"
+        telemetry.setup(self.settings, "-".join(self.services))  # observe
         self.pool = await store.connect(self.settings.database_url)
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
-        self.runtime = DockerRuntime(
-            self.settings.docker_url, owner=self.settings.owner, instance=self.settings.instance
-        )
-        self.runtimes = Runtimes([self.runtime])
+        self.runtimes = Runtimes.from_settings(self.settings)
+        docker = next((r for r in self.runtimes.all() if isinstance(r, DockerRuntime)), None)
+        self.runtime = docker
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
             stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
@@ -98,13 +102,60 @@ class App:
             stage.start_relay()
         if "janitor" in self.services:
             self._tasks.append(asyncio.create_task(self._sweep_forever()))
+            if self.settings.janitor_docker_events and self.runtime is not None:
+                self._tasks.append(asyncio.create_task(self._follow_docker_events(self.runtime)))
+        await self._observe()
         return self
 
+    async def _follow_docker_events(self, runtime: DockerRuntime) -> None:
+        """The janitor's Docker event subscription, re-opened whenever the stream ends."""
+        from services.janitor.logic import react_to_docker_events
+
+        assert self.pool is not None
+        while True:
+            try:
+                await react_to_docker_events(runtime, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
+            except Exception:
+                log.warning("janitor: Docker events stream failed", exc_info=True)
+            await asyncio.sleep(self.settings.janitor_interval_s)
+
+    async def _observe(self) -> None:
+        """observe: this process's HTTP endpoint and metric samplers (issue 9)."""
+        assert self.broker is not None and self.pool is not None and self.runtimes is not None
+        broker, pool, runtimes = self.broker, self.pool, self.runtimes.all()
+
+        async def database() -> bool:
+            return await pool.fetchval("SELECT 1") == 1
+
+        async def kafka() -> bool:
+            return await broker.ping(timeout=2)
+
+        checks = {"kafka": kafka, "database": database}
+        if set(self.services) - {"analyzer"}:  # the services that handle twins need their runtimes
+            checks.update({runtime.name: runtime.ping for runtime in runtimes})
+        if self.settings.http_port >= 0:
+            self.endpoints = await Endpoints(
+                self.settings.http_host, self.settings.http_port, self.services, checks
+            ).start()
+        groups: dict[str, list[str]] = {}
+        for subscriber in broker.subscribers:
+            group = getattr(subscriber, "group_id", None)
+            if group:
+                groups.setdefault(group, []).extend(getattr(subscriber, "topic_names", []))
+        twins = runtimes if "janitor" in self.services else []
+        self.sampler = Sampler(self.settings, twins, groups).start()
+
     async def _sweep_forever(self) -> None:
-        from services.janitor.logic import sweep
+        """The janitor's timers: at start and then every interval, fail runs past their
+        deadline (watchdog) and remove twins no run needs (sweep)."""
+        from services.janitor.logic import sweep, watchdog
 
         assert self.runtimes is not None and self.pool is not None
         while True:
+            try:
+                await watchdog(self.stages["janitor"])
+            except Exception:
+                log.warning("janitor watchdog failed", exc_info=True)
             try:
                 await sweep(self.runtimes, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
             except Exception:
@@ -112,6 +163,10 @@ class App:
             await asyncio.sleep(self.settings.janitor_interval_s)
 
     async def stop(self) -> None:
+        if self.endpoints is not None:  # observe
+            await self.endpoints.stop()
+        if self.sampler is not None:  # observe
+            await self.sampler.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
+from patchtwin import telemetry
 from patchtwin.settings import Settings
 from schemas.codes import Code
 from schemas.events import Event
@@ -26,7 +27,9 @@ def make_broker(settings: Settings, *, client_id: str = "patchtwin") -> KafkaBro
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         max_request_size=settings.max_message_bytes * 4,
+        graceful_timeout=settings.shutdown_grace_s,
         logger=None,
+        middlewares=telemetry.broker_middlewares(),  # observe: traceparent in and out
     )
 
 
@@ -77,6 +80,8 @@ def parse_value(value: bytes | None, max_bytes: int) -> Any:
         return json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise Undecodable(Code.UNDECODABLE_MESSAGE, f"not UTF-8 JSON: {exc}", None, []) from exc
+    except RecursionError as exc:  # e.g. `[[[[…]]]]` nested deeper than the parser goes
+        raise Undecodable(Code.UNDECODABLE_MESSAGE, "JSON nested too deeply to read", None, []) from exc
 
 
 def validate_event(data: Any, model: type[E]) -> E:

@@ -12,15 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
 from patchtwin.app import SERVICES, App, ensure_topics
+from patchtwin.logs import configure as configure_logging
+from patchtwin.reports import FORMATS as REPORT_FORMATS
 from patchtwin.settings import Settings
+from schemas.codes import Code
 
 console = Console(stderr=True)
 EXIT_BY_STATUS = {"passed": 0, "failed": 1, "error": 2}
+EXIT_TIMEOUT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,19 +44,27 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the verdict; exit 0/1/2")
     submit.add_argument("--json", action="store_true", help="print the verdict as JSON")
     submit.add_argument("--timeout", type=float, default=900)
+    watching = commands.add_parser("watch", help="a run's stages live, then its verdict; exit 0/1/2, 3 on timeout")
+    watching.add_argument("run_id")
+    watching.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    watching.add_argument("--timeout", type=float, default=900)
     commands.add_parser("demo", help="a good and a breaking patch, end to end, then stop")
+    report = commands.add_parser("report", help="a run's report for CI or a ticket, on stdout")
+    report.add_argument("run_id")
+    report.add_argument("--format", choices=REPORT_FORMATS, default="markdown")
+    runs = commands.add_parser("runs", help="recent runs: status, confidence, time per stage")
+    runs.add_argument("--limit", type=int, default=20)
+    show = commands.add_parser("show", help="one run: issues, checks, confidence factors, durations")
+    show.add_argument("run_id")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, Settings().log_format)  # observe
     handler = {
         "up": _up, "service": _service, "init": _init, "images": _images,
-        "submit": _submit, "demo": _demo,
+        "submit": _submit, "demo": _demo, "report": _report, "watch": _watch, "runs": _runs, "show": _show,
     }[args.command]
     sys.exit(asyncio.run(handler(args, with_running_endpoints(Settings()))))
 
@@ -145,8 +158,9 @@ def load_request(path: Path) -> dict[str, Any]:
 
 
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.client import submit, wait_for_verdict
+    from patchtwin.client import submit
     from patchtwin.demo import print_verdict
+    from patchtwin.watch import watch
 
     try:
         request = load_request(args.file)
@@ -158,7 +172,27 @@ async def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if not args.wait:
         print(run_id)
         return 0
-    verdict = await wait_for_verdict(settings, run_id, timeout_s=args.timeout)
+    try:  # observe: the run's stages live on stderr, the verdict on stdout
+        verdict = await watch(settings, run_id, console, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        console.print(f"[red]timeout[/]: {exc}")
+        return EXIT_TIMEOUT
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+    else:
+        print_verdict(Console(), verdict)
+    return EXIT_BY_STATUS[verdict.status.value]
+
+
+async def _watch(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.demo import print_verdict
+    from patchtwin.watch import watch
+
+    try:
+        verdict = await watch(settings, args.run_id, console, timeout_s=args.timeout)
+    except TimeoutError as exc:
+        console.print(f"[red]timeout[/]: {exc}")
+        return EXIT_TIMEOUT
     if args.json:
         print(verdict.model_dump_json(indent=2))
     else:
@@ -187,3 +221,73 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
             with contextlib.suppress(Exception):
                 await stack.stop()
             out.print("stopped everything the demo started")
+
+
+async def _ledger(settings: Settings) -> asyncpg.Pool | None:
+    if not settings.database_url:
+        console.print("[red]no database[/]: start `patchtwin up`, or set DATABASE_URL")
+        return None
+    from patchtwin import store
+
+    return await store.connect(settings.database_url, max_size=2)
+
+
+def _not_found(run_id: str, progress: dict[str, str]) -> int:
+    if progress:
+        where = ", ".join(f"{stage} {status}" for stage, status in progress.items())
+        console.print(f"[yellow]{Code.RUN_NOT_FOUND.value}[/]: run {run_id} has no verdict yet ({where})")
+    else:
+        console.print(f"[red]{Code.RUN_NOT_FOUND.value}[/]: no run {run_id} is stored")
+    return 2
+
+
+async def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin import store
+    from patchtwin.reports import render
+
+    pool = await _ledger(settings)
+    if pool is None:
+        return 2
+    try:
+        body = await store.load_report(pool, args.run_id, args.format)
+        if body is None:
+            verdict = await store.load_verdict(pool, args.run_id)
+            if verdict is None:
+                return _not_found(args.run_id, await store.run_progress(pool, args.run_id))
+            body = render(verdict, args.format)  # a verdict stored before reports were
+    finally:
+        await pool.close()
+    sys.stdout.write(body)
+    return 0
+
+
+async def _runs(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin import store
+    from patchtwin.reports import runs_table
+
+    pool = await _ledger(settings)
+    if pool is None:
+        return 2
+    try:
+        rows = await store.recent_runs(pool, args.limit)
+    finally:
+        await pool.close()
+    Console(width=200).print(runs_table(rows))
+    return 0
+
+
+async def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin import store
+    from patchtwin.reports import show_verdict
+
+    pool = await _ledger(settings)
+    if pool is None:
+        return 2
+    try:
+        verdict = await store.load_verdict(pool, args.run_id)
+        if verdict is None:
+            return _not_found(args.run_id, await store.run_progress(pool, args.run_id))
+    finally:
+        await pool.close()
+    show_verdict(Console(width=160), verdict)
+    return 0

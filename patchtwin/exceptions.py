@@ -3,10 +3,14 @@
     PatchtwinError                 (code, retryable)
     ├── InvalidRequest             bad input: the request, a check spec — never retried
     ├── ImageUnavailable           no image for the platform — never retried
+    │   ├── PackageVersionUnavailable  a pinned version is not in the repositories
+    │   └── ImageBuildFailed       the asset image's build failed otherwise
     ├── TwinError                  the twin could not be made or used
     │   ├── TwinStartFailed
     │   ├── TwinNotReady
-    │   └── TwinLost
+    │   ├── TwinLost
+    │   ├── RuntimeUnavailable     the asked-for runtime is not configured
+    │   └── CloneFailed            the source namespace could not be cloned
     └── TransientError             broker, database or Docker briefly away — retried
 """
 
@@ -35,6 +39,14 @@ class ImageUnavailable(PatchtwinError):
     code = Code.IMAGE_UNAVAILABLE
 
 
+class PackageVersionUnavailable(ImageUnavailable):
+    code = Code.PACKAGE_VERSION_UNAVAILABLE
+
+
+class ImageBuildFailed(ImageUnavailable):
+    code = Code.IMAGE_BUILD_FAILED
+
+
 class TwinError(PatchtwinError):
     code = Code.TWIN_START_FAILED
 
@@ -49,6 +61,20 @@ class TwinNotReady(TwinError):
 
 class TwinLost(TwinError):
     code = Code.TWIN_LOST
+
+
+class RuntimeUnavailable(TwinError):
+    code = Code.RUNTIME_UNAVAILABLE
+
+
+class CloneFailed(TwinError):
+    code = Code.CLONE_FAILED
+
+
+class PatchInputUnavailable(PatchtwinError):
+    """An artifact or a package of the patch could not be had (see the message)."""
+
+    code = Code.PATCH_INPUT_UNAVAILABLE
 
 
 class TransientError(PatchtwinError):

@@ -8,11 +8,12 @@ import fcntl
 import logging
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from patchtwin.exceptions import ImageUnavailable
-from patchtwin.runtime import DockerRuntime, TwinRuntime
-from schemas.request import Asset
+from patchtwin.platforms import PLATFORMS, PlatformSpec
+from patchtwin.runtime import TwinRuntime
 
 log = logging.getLogger("patchtwin.images")
 
@@ -31,16 +32,6 @@ def web_ref(version: str) -> str:
     return f"patchtwin/debian-nginx:{version}"
 
 
-async def resolve_image(asset: Asset, runtime: TwinRuntime) -> str | None:
-    """The image to start the asset's twin from, or None when there is none to be had."""
-    if asset.image:
-        return asset.image if await runtime.image_exists(asset.image) else None
-    if asset.platform.os == "debian" and asset.platform.version in DEBIAN_RELEASES:
-        ref = base_ref(asset.platform.version)
-        return ref if await runtime.image_exists(ref) else None
-    return None
-
-
 async def _run(*argv: str, stdin: bytes | None = None) -> None:
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -55,36 +46,46 @@ async def _run(*argv: str, stdin: bytes | None = None) -> None:
         )
 
 
-@contextlib.contextmanager
-def _build_lock(state_dir: Path):  # type: ignore[no-untyped-def]
-    """One build at a time on this machine, whichever process asks."""
+@contextlib.asynccontextmanager
+async def build_lock(state_dir: Path, name: str = "images.lock") -> AsyncIterator[None]:
+    """One build of a kind at a time on this machine, whichever process asks; waiting for it
+    happens in a thread, so the service's event loop keeps serving meanwhile."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "images.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(state_dir / name, "w") as handle:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-async def build_base(version: str, runtime: DockerRuntime, state_dir: Path) -> str:
-    """debootstrap the Debian release into a folder and `docker import` it (about 40 s)."""
-    if version not in DEBIAN_RELEASES:
-        raise ImageUnavailable(f"no local build for debian {version}; known: {sorted(DEBIAN_RELEASES)}")
-    ref = base_ref(version)
+async def build_base(platform: str | PlatformSpec, runtime: TwinRuntime, state_dir: Path) -> str:
+    """debootstrap a Debian-family release into a folder and `docker import` it (about 40 s).
+
+    `platform` is a Debian version ("12") or any platform spec with a debootstrap suite.
+    """
+    spec = platform if isinstance(platform, PlatformSpec) else PLATFORMS.get(("debian", platform))
+    if spec is None or spec.suite is None or spec.mirror is None:
+        known = sorted(DEBIAN_RELEASES)
+        raise ImageUnavailable(f"no local build for {platform}; debian versions known: {known}")
+    ref = spec.local_ref
     if await runtime.image_exists(ref):
         return ref
     if shutil.which("debootstrap") is None:
         raise ImageUnavailable("debootstrap is not installed: `apt-get install debootstrap`")
-    with _build_lock(state_dir):
+    async with build_lock(state_dir):
         if await runtime.image_exists(ref):
             return ref
         with tempfile.TemporaryDirectory(prefix="patchtwin-rootfs-", dir=state_dir) as root:
             log.info("building %s with debootstrap", ref)
-            await _run(
-                "debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                DEBIAN_RELEASES[version], root, MIRROR,
-            )
+            argv = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}"]
+            if spec.keyring:
+                argv.append(f"--keyring={spec.keyring}")
+            argv += [spec.suite, root, spec.mirror]
+            script = Path("/usr/share/debootstrap/scripts", spec.suite)
+            if not script.exists():  # a release newer than this debootstrap: same layout as gutsy
+                argv.append("/usr/share/debootstrap/scripts/gutsy")
+            await _run(*argv)
             archives = Path(root, "var/cache/apt/archives")
             for deb in archives.glob("*.deb"):
                 deb.unlink()
@@ -95,7 +96,7 @@ async def build_base(version: str, runtime: DockerRuntime, state_dir: Path) -> s
     return ref
 
 
-async def build_web(version: str, runtime: DockerRuntime, state_dir: Path) -> str:
+async def build_web(version: str, runtime: TwinRuntime, state_dir: Path) -> str:
     """The base plus nginx, for the demo and tests (`docker build` reaches the mirror)."""
     ref = web_ref(version)
     if await runtime.image_exists(ref):
@@ -106,12 +107,12 @@ async def build_web(version: str, runtime: DockerRuntime, state_dir: Path) -> st
         "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
         f"--no-install-recommends {' '.join(WEB_PACKAGES)} && rm -rf /var/lib/apt/lists/*\n"
     )
-    with _build_lock(state_dir):
+    async with build_lock(state_dir):
         if not await runtime.image_exists(ref):
             log.info("building %s", ref)
             await _run("docker", "build", "-q", "-t", ref, "-", stdin=dockerfile.encode())
     return ref
 
 
-async def ensure_demo_images(runtime: DockerRuntime, state_dir: Path) -> list[str]:
+async def ensure_demo_images(runtime: TwinRuntime, state_dir: Path) -> list[str]:
     return [await build_base("12", runtime, state_dir), await build_web("12", runtime, state_dir)]

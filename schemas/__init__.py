@@ -1,7 +1,7 @@
 """The wire contract as pydantic models: events, their parts, topics and codes."""
 
 from schemas.checks import CHECK_FAMILIES, Check, CheckResult, CheckStatus, SuiteResult
-from schemas.codes import MEANING, Code
+from schemas.codes import MEANING, RETRY_MAY_HELP, Code
 from schemas.events import (
     EVENTS,
     SCHEMA_VERSION,
@@ -10,6 +10,7 @@ from schemas.events import (
     Classification,
     ConfidenceFactor,
     Event,
+    Isolation,
     Issue,
     PatchApplied,
     PatchOutcome,
@@ -23,14 +24,16 @@ from schemas.events import (
     VerdictIssued,
     VerdictStatus,
 )
-from schemas.request import Asset, Patch, Platform, Resources
+from schemas.request import Artifact, Asset, Patch, Platform, Relaxations, Resources
 from schemas.topics import Topic
 
 __all__ = [
     "CHECK_FAMILIES",
     "EVENTS",
     "MEANING",
+    "RETRY_MAY_HELP",
     "SCHEMA_VERSION",
+    "Artifact",
     "Asset",
     "Check",
     "CheckResult",
@@ -41,11 +44,13 @@ __all__ = [
     "Code",
     "ConfidenceFactor",
     "Event",
+    "Isolation",
     "Issue",
     "Patch",
     "PatchApplied",
     "PatchOutcome",
     "Platform",
+    "Relaxations",
     "Resources",
     "RunContext",
     "RunFailed",

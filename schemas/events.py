@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.checks import Check, CheckResult, SuiteResult
+from schemas.checks import Check, CheckResult, SuiteResult, unique_names
 from schemas.codes import Code
 from schemas.request import RUN_ID_PATTERN, Asset, Patch
+from schemas.state import Fidelity, Provisioning, StateDiff, SystemState
 from schemas.topics import Topic
 
 SCHEMA_VERSION = "1"
@@ -55,11 +56,46 @@ class StageSpan(BaseModel):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class CloneSummary(BaseModel):
+    """What was copied from a source namespace into a Kubernetes twin's namespace."""
+
+    source_namespace: str
+    workload: str
+    copied: list[str] = Field(default_factory=list, description="KIND/NAME of every copied object")
+    placeholder_secrets: list[str] = Field(
+        default_factory=list, description="Secrets recreated with the same keys and placeholder values"
+    )
+
+
+class Isolation(BaseModel):
+    """How a twin is confined (README "Isolation"): what `docker inspect` would show, and
+    `relaxed`, each loosening the asset asked for (empty for the hardened default)."""
+
+    network: str = "none"
+    capabilities: list[str] = Field(default_factory=list, description="added back after dropping ALL")
+    no_new_privileges: bool = True
+    seccomp: str = "default"
+    runtime: str | None = Field(default=None, description="OCI runtime (e.g. runsc); null: the engine's default")
+    memory_mb: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    tmpfs_mb: int | None = None
+    nofile: int | None = None
+    fsize_mb: int | None = None
+    relaxed: list[str] = Field(default_factory=list)
+
+
 class TwinRef(BaseModel):
-    runtime: Literal["docker"] = "docker"
+    runtime: Literal["docker", "kubernetes"] = "docker"
     id: str
     name: str
     image: str
+    isolation: Isolation | None = None
+    #: Kubernetes twins only: where the twin Pod is.
+    namespace: str | None = None
+    pod: str | None = None
+    container: str | None = None
+    clone: CloneSummary | None = None
 
 
 class TwinRequested(Event):
@@ -73,6 +109,8 @@ class TwinRequested(Event):
     keep_twin: bool = False
     repeats: int = Field(default=2, ge=1, le=10)
 
+    _unique_check_names = field_validator("checks")(unique_names)
+
 
 class RunContext(BaseModel):
     """What every later stage needs to know about the run."""
@@ -81,6 +119,10 @@ class RunContext(BaseModel):
     twin: TwinRef
     baseline: SuiteResult
     timeline: list[StageSpan] = Field(default_factory=list)
+    #: The unpatched twin's system state, its likeness to the asset, and how it was made.
+    state: SystemState | None = None
+    fidelity: Fidelity | None = None
+    provisioning: Provisioning | None = None
 
 
 class TwinReady(Event):
@@ -88,21 +130,51 @@ class TwinReady(Event):
     context: RunContext
 
 
+class PackageChange(BaseModel):
+    """A package of the patch: the version asked for, and what dpkg had before and after."""
+
+    name: str
+    requested: str
+    before: str | None = None
+    after: str | None = None
+
+
+#: The steps of applying a patch, in order.
+PatchStep = Literal["artifacts", "packages", "script"]
+
+
 class PatchOutcome(BaseModel):
+    """How the patch ended, exactly as observed in the twin (README, "Patches").
+
+    `exit_code` is None when a signal ended the patch's process (`signal`) or when its end was
+    never seen (`abandoned`). An `exit 137` is exit code 137, not signal 9."""
+
     exit_code: int | None
-    signal: int | None = None
+    signal: int | None = Field(default=None, description="the signal that ended the patch's process")
     duration_s: float
-    stdout: str = ""
+    stdout: str = Field(default="", description="capped: head and tail, the middle cut when over the cap")
     stderr: str = ""
-    stdout_bytes: int = 0
+    stdout_bytes: int = Field(default=0, description="bytes the patch wrote to stdout, all of them")
     stderr_bytes: int = 0
-    truncated: bool = False
+    truncated: bool = Field(default=False, description="a stream passed the output cap (OUTPUT_TRUNCATED)")
     timed_out: bool = False
-    oom_killed: bool = False
+    oom_killed: bool = Field(default=False, description="the twin's memory cgroup OOM-killed a process "
+                             "while the patch ran")
+    abandoned: bool = Field(default=False, description="the exec outlived timeout + grace; the twin was "
+                            "stopped from outside")
+    observed_by: str | None = Field(default=None, description="supervisor (exact) | timeout (no perl in "
+                                    "the twin: exit-code heuristics) | backstop")
+    step: PatchStep = Field(
+        default="script", description="the step whose ending this is (the last one that ran)")
+    user: str | None = None
+    packages: list[PackageChange] = Field(default_factory=list, description="the patch's packages, "
+                                          "before and after")
+    #: What the patch changed in the twin (packages, ports, services, files, users, sysctls).
+    state_diff: StateDiff | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.oom_killed)
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.abandoned)
 
 
 class PatchApplied(Event):
@@ -174,10 +246,13 @@ class VerdictIssued(Event):
     #: Each factor of the confidence with what it came from, and the sum as it was done.
     confidence_factors: list[ConfidenceFactor] = Field(default_factory=list)
     confidence_formula: str = ""
+    #: One line on what the patch changed in the twin (the whole diff is in `patch.state_diff`).
+    state_diff_summary: str = ""
     durations_s: dict[str, float] = Field(default_factory=dict)
     #: When each stage ran, for finding where the time went (`bench/`, `patchtwin show`).
     timeline: list[StageSpan] = Field(default_factory=list)
     keep_twin: bool = False
+    isolation: Isolation | None = None
 
 
 class RunFailed(Event):

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from schemas.codes import MEANING, Code
+from schemas.codes import MEANING, RETRY_MAY_HELP, Code
 
 
 def error_table() -> str:
-    """Every code and what it means, as a markdown table."""
-    rows = [f"| `{code.value}` | {MEANING[code]} |" for code in Code]
-    return "\n".join(["| code | meaning |", "|---|---|", *rows])
+    """Every code, what it means and whether sending the same request again may help."""
+    rows = [f"| `{code.value}` | {MEANING[code]} | {'may help' if code in RETRY_MAY_HELP else 'no'} |"
+            for code in Code]
+    return "\n".join(["| code | meaning | retry |", "|---|---|---|", *rows])
 
 
 if __name__ == "__main__":

@@ -42,14 +42,14 @@ def nginx_request(run_id: str, script: str, *, checks: list[dict[str, Any]] | No
 
 
 async def publish(settings: Settings, topic: str, value: bytes | dict[str, Any],
-                  key: bytes | None = None) -> None:
-    """Value only, no headers: all the contract asks of a client."""
+                  key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Value only, no headers unless given: all the contract asks of a client."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
                                 max_request_size=8 * 1024 * 1024)
     await producer.start()
     try:
         body = json.dumps(value).encode() if isinstance(value, dict) else value
-        await producer.send_and_wait(topic, body, key=key)
+        await producer.send_and_wait(topic, body, key=key, headers=headers)
     finally:
         await producer.stop()
 

@@ -15,14 +15,24 @@ from patchtwin.embedded import EmbeddedStack
 from patchtwin.images import ensure_demo_images
 from patchtwin.runtime import DockerRuntime
 from patchtwin.settings import Settings
+from tests.kubernetes.cluster import cluster
+from tests.kubernetes.fake_apiserver import FakeApiServer
 
 ROOT = Path(__file__).parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "security: the adversarial suite (tests/security), attacks on twins through the pipeline"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in item.path.parts or "e2e" in item.path.parts:
+        if {"integration", "e2e", "chaos", "security"} & set(item.path.parts):
             item.add_marker(pytest.mark.integration)
+        if "security" in item.path.parts:
+            item.add_marker(pytest.mark.security)
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +46,24 @@ async def stack() -> AsyncIterator[EmbeddedStack]:
 
 
 @pytest.fixture(scope="session")
-def settings(stack: EmbeddedStack) -> Settings:
+async def kubeconfig() -> AsyncIterator[tuple[Path, FakeApiServer | None]]:
+    """The Kubernetes API the pipeline's `kubernetes` runtime talks to: the in-process fake
+    (tests/kubernetes/), or the cluster PATCHTWIN_TEST_KUBECONFIG names."""
+    with tempfile.TemporaryDirectory(prefix="patchtwin-k8s-") as scratch:
+        async with cluster(Path(scratch)) as found:
+            yield found
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
     """A unique instance per session: the session's janitor never touches twins of another
-    session or deployment on the same Docker engine (nor they its twins)."""
+    session or deployment on the same Docker engine (nor they its twins). Both runtimes are
+    on; `kubernetes` talks to the fake API server (or PATCHTWIN_TEST_KUBECONFIG's cluster).
+    http_port=0: a free port, so concurrent test sessions never fight over 8080."""
     return stack.configure(
-        Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}")
+        Settings(janitor_interval_s=5, readiness_timeout_s=30, instance=f"test-{uuid.uuid4().hex[:12]}",
+                 runtimes=["docker", "kubernetes"], k8s_kubeconfig=str(kubeconfig[0]), k8s_ready_timeout_s=30,
+                 http_port=0)
     )
 
 

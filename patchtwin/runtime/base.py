@@ -6,11 +6,15 @@ DockerRuntime is the reference implementation; a runtime is picked per request
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.events import TwinRef
+from schemas.asset import Asset
+from schemas.events import Isolation, TwinRef
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
 #: janitor finds it again after any crash without a database. `list_ours` reports them
@@ -31,8 +35,45 @@ class TwinLimits:
     pids: int = 1024
 
 
+#: What a twin may still do as root after dropping ALL capabilities (README "Isolation"):
+#: CHOWN            dpkg and services chown files to their users (www-data, _apt);
+#: DAC_OVERRIDE     root reads and writes files it does not own (dpkg, editing service files);
+#: FOWNER           chmod/utime of files owned by service users (dpkg, logrotate, `touch`);
+#: SETUID, SETGID   nginx's workers, apt's `_apt` sandbox and `su`-less init scripts switch user;
+#: NET_BIND_SERVICE services bind ports below 1024 (nginx on 80);
+#: KILL             `service ... stop/reload` signals daemons running as another user.
+DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "NET_BIND_SERVICE", "KILL")
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """A twin's confinement beyond its resource limits, whatever the runtime: the defaults
+    are the hardened twin; `relaxed` names what an asset loosened, for the verdict."""
+
+    network: str = "none"  # "none" or "internal" (a network of the run's own, host unreachable)
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privileges: bool = True
+    runtime: str | None = None  # an OCI runtime the engine knows, e.g. "runsc" (gVisor)
+    nofile: int = 4096
+    fsize_mb: int = 1024
+    tmpfs_mb: int = 64
+    log_max_mb: int = 1
+    relaxed: tuple[str, ...] = field(default=())
+
+    def report(self, limits: TwinLimits) -> Isolation:
+        return Isolation(
+            network=self.network, capabilities=list(self.capabilities),
+            no_new_privileges=self.no_new_privileges, runtime=self.runtime,
+            memory_mb=limits.memory_mb, cpus=limits.cpus, pids=limits.pids, tmpfs_mb=self.tmpfs_mb,
+            nofile=self.nofile, fsize_mb=self.fsize_mb, relaxed=list(self.relaxed),
+        )
+
+
 @dataclass(frozen=True)
 class ExecResult:
+    """How a command in the twin ended. `exit_code` is None when a signal ended it (`signal`)
+    or when nobody saw it end (`abandoned`: the exec outlived its deadline plus grace)."""
+
     exit_code: int | None
     stdout: bytes
     stderr: bytes
@@ -40,32 +81,116 @@ class ExecResult:
     stderr_bytes: int
     duration_s: float
     timed_out: bool
+    signal: int | None = None
+    oom_killed: bool = False
+    abandoned: bool = False
+    #: "supervisor" (exact wait status, cgroup OOM counter), "timeout" (the twin had no perl:
+    #: exit-code heuristics), "backstop" (abandoned), "exec" (the plain probe path).
+    observed_by: str = "exec"
+    #: Either stream passed the cap: its middle was cut (see `CappedBuffer`).
+    truncated: bool = False
 
-    @property
-    def truncated(self) -> bool:
-        return self.stdout_bytes > len(self.stdout) or self.stderr_bytes > len(self.stderr)
+
+#: Put where a stream's middle was cut; not counted as output.
+CUT_MARKER = b"\n[patchtwin: output cut here]\n"
 
 
 class CappedBuffer:
-    """Keeps the first `cap` bytes of a stream and counts all of them: output is bounded,
-    and the verdict can still say how much there was."""
+    """Keeps at most `cap` bytes of a stream, its first half and its last half (the end of a
+    failing script's output is where the error is), and counts all of them: output is
+    bounded, and the verdict can still say how much there was."""
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.total = 0
-        self._chunks: list[bytes] = []
-        self._kept = 0
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._head_cap = cap - cap // 2
+        self._tail_cap = cap // 2
 
     def add(self, chunk: bytes) -> None:
         self.total += len(chunk)
-        room = self.cap - self._kept
+        room = self._head_cap - len(self._head)
         if room > 0:
-            piece = chunk[:room]
-            self._chunks.append(piece)
-            self._kept += len(piece)
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk and self._tail_cap > 0:
+            self._tail += chunk
+            if len(self._tail) > self._tail_cap:
+                del self._tail[: len(self._tail) - self._tail_cap]  # O(1): bytearray trims its front
+
+    @property
+    def cut(self) -> bool:
+        return self.total > self.cap
 
     def data(self) -> bytes:
-        return b"".join(self._chunks)
+        if not self.cut:
+            return bytes(self._head + self._tail)
+        return bytes(self._head) + CUT_MARKER + bytes(self._tail)
+
+
+#: Where the patch and its supervisor are copied in the twin (in the image's own filesystem,
+#: never a tmpfs: `docker cp` cannot reach into a tmpfs mount).
+SUPERVISOR_DIR = "/opt/patchtwin"
+SUPERVISOR = resources.files("patchtwin.runtime").joinpath("supervise.pl").read_bytes()
+#: Runs the perl supervisor where perl exists, and plain `timeout` where it does not:
+#: sh -c SUPERVISE SUPERVISOR_PATH LIMIT_S STATUS_FILE ARGV...
+SUPERVISE = (
+    'if command -v perl >/dev/null 2>&1; then exec perl "$0" "$@"; fi\n'
+    'limit=$1; shift 2; exec timeout -s KILL "$limit" "$@"\n'
+)
+
+
+def parse_status(raw: bytes | None) -> dict[str, Any] | None:
+    """The supervisor's status line, or None when there is none (no perl, or it was removed)."""
+    if not raw:
+        return None
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+async def supervise_with_exec(
+    runtime: TwinRuntime,
+    twin: TwinRef | str,
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    output_cap: int = 1024 * 1024,
+    user: str = "",
+    grace_s: float = 5.0,
+) -> ExecResult:
+    """`run_supervised` for a runtime that has only exec and file copies: the same supervisor,
+    its status read back with one more exec; the runtime's own exec deadline (`timeout_s` +
+    `grace_s`) is the backstop. No outside OOM source: the cgroup counter only."""
+    # /tmp: writable by any user, and read back with exec (a tmpfs is no obstacle to that)
+    status_path = f"/tmp/.patchtwin-status-{uuid.uuid4().hex[:16]}.json"
+    supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
+    await runtime.put_files(twin, [(supervisor_path, SUPERVISOR, 0o755)])
+    limit = f"{max(timeout_s, 0.01):.3f}"
+    wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
+    result = await runtime.exec(twin, wrapped, timeout_s=timeout_s + grace_s, output_cap=output_cap, user=user,
+                                grace_s=grace_s)
+    status = parse_status(await runtime.read_file(twin, status_path, limit=4096)) if result.exit_code is not None \
+        else None
+    ending: dict[str, Any]
+    if status is not None:
+        oom = status.get("oom_kills")
+        ending = {"exit_code": status.get("exit_code"), "signal": status.get("signal"),
+                  "duration_s": float(status.get("duration_s") or result.duration_s),
+                  "timed_out": bool(status.get("timed_out")), "oom_killed": isinstance(oom, int) and oom > 0,
+                  "observed_by": "supervisor"}
+    elif result.exit_code is None:
+        ending = {"exit_code": None, "duration_s": result.duration_s, "timed_out": True, "abandoned": True,
+                  "observed_by": "backstop"}
+    else:
+        timed_out = result.exit_code == 137 and result.duration_s >= timeout_s - 0.05
+        ending = {"exit_code": None if timed_out else result.exit_code, "signal": 9 if timed_out else None,
+                  "duration_s": result.duration_s, "timed_out": timed_out, "observed_by": "timeout"}
+    return ExecResult(stdout=result.stdout, stderr=result.stderr, stdout_bytes=result.stdout_bytes,
+                      stderr_bytes=result.stderr_bytes, truncated=result.truncated, **ending)
 
 
 @runtime_checkable
@@ -84,7 +209,8 @@ class TwinRuntime(Protocol):
     async def image_exists(self, image: str) -> bool: ...
 
     async def create(
-        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False
+        self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
+        hardening: Hardening | None = None, asset: Asset | None = None,
     ) -> TwinRef: ...
 
     async def exec(
@@ -99,6 +225,24 @@ class TwinRuntime(Protocol):
     ) -> ExecResult: ...
 
     async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None: ...
+
+    async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None: ...
+
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None: ...
+
+    async def run_supervised(
+        self,
+        twin: TwinRef | str,
+        argv: Sequence[str],
+        *,
+        timeout_s: float,
+        output_cap: int = 1024 * 1024,
+        user: str = "",
+        grace_s: float = 5.0,
+    ) -> ExecResult:
+        """Runs a patch with every ending told apart (exit code vs signal, timeout with the
+        process group killed inside the twin, OOM from the twin's memory cgroup)."""
+        ...
 
     async def destroy(self, name: str) -> bool: ...
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from patchtwin.exceptions import TwinStartFailed
+from patchtwin.exceptions import RuntimeUnavailable
 from patchtwin.runtime.base import TwinRuntime
+from patchtwin.settings import Settings
 from schemas.events import TwinRef
 
 
@@ -27,9 +28,24 @@ class Runtimes:
             return self._by_name[key]
         except KeyError:
             have = ", ".join(sorted(self._by_name)) or "none"
-            raise TwinStartFailed(
+            raise RuntimeUnavailable(
                 f"runtime {key!r} is not configured in this process (configured: {have})"
             ) from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtimes:
+        """The runtimes `settings.runtimes` names; Kubernetes is imported only when asked for."""
+        made: list[TwinRuntime] = []
+        for name in dict.fromkeys(settings.runtimes):
+            if name == "docker":
+                from patchtwin.runtime.docker import DockerRuntime
+
+                made.append(DockerRuntime(settings.docker_url, owner=settings.owner, instance=settings.instance))
+            elif name == "kubernetes":
+                from patchtwin.runtime.kubernetes import KubernetesRuntime
+
+                made.append(KubernetesRuntime(settings))
+        return cls(made, default=settings.default_runtime)
 
     def for_twin(self, twin: TwinRef) -> TwinRuntime:
         return self.get(twin.runtime)

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
 from schemas import CHECK_FAMILIES, CheckVerdict, Classification, ConfidenceFactor
+from schemas.state import Fidelity
 
 #: Fidelity assumed when the provisioner reported none (a twin of unknown likeness).
 UNKNOWN_FIDELITY = 0.9
@@ -64,6 +66,7 @@ class Evidence:
     stderr: bool = False
     #: 0 to 1 as the provisioner measured it; None when it did not say.
     fidelity: float | None = None
+    fidelity_note: str = ""
     #: Per performance check, the samples behind its figures (the fewer of baseline and after).
     samples: dict[str, int] = field(default_factory=dict)
 
@@ -105,9 +108,8 @@ def compute(evidence: Evidence) -> Confidence:
                                    "before and after" if total else "no checks: no evidence"),
         "stability": (stability, f"{len(flaky)} of {total} checks flaky"
                                  + (f" ({', '.join(c.name for c in flaky)})" if flaky else "")),
-        "fidelity": (fidelity, "unknown: the provisioner reported none; default "
-                               f"{UNKNOWN_FIDELITY}" if evidence.fidelity is None
-                     else f"{evidence.fidelity:.3g} as the provisioner measured it"),
+        "fidelity": (fidelity, evidence.fidelity_note or (
+            f"unknown; default {UNKNOWN_FIDELITY}" if evidence.fidelity is None else f"{evidence.fidelity:.3g}")),
         "coverage_factor": (0.6 + 0.4 * coverage, f"0.6 + 0.4 * coverage; coverage {len(families)} of "
                                                   f"{len(CHECK_FAMILIES)} families ({', '.join(families) or 'none'})"),
         "repeat_factor": (repeat_factor, f"1 - 0.5^(repeats + 1), {evidence.repeats} repeats"),
@@ -119,7 +121,8 @@ def compute(evidence: Evidence) -> Confidence:
     used = FORMULA[evidence.basis]
     exact = math.prod((v for n, (v, _) in observed.items() if n in used and isinstance(v, Fraction)), start=Fraction(1))
     product = float(exact) * math.prod(v for n, (v, _) in observed.items() if n in used and isinstance(v, float))
-    score = round(100 * product, 1)
+    # Rounded as by hand (half up, after dropping float noise), so a person redoing the sum agrees.
+    score = float(Decimal(str(round(100 * product, 9))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
     factors = [ConfidenceFactor(name=name, value=round(float(value), 4), observed=text, applied=name in used)
                for name, (value, text) in observed.items()]
     formula = " * ".join(["100", *(f"{name} {float(observed[name][0]):.3f}" for name in used)]) + f" = {score}"
@@ -137,18 +140,15 @@ def compute(evidence: Evidence) -> Confidence:
     return Confidence(score=score, factors=factors, inputs=inputs, formula=f"{evidence.basis.value}: {formula}")
 
 
-def read_fidelity(context: Any) -> float | None:
-    """The provisioner's fidelity, 0 to 1, when the run context carries one.
+def read_fidelity(fidelity: Fidelity | None) -> tuple[float | None, str]:
+    """The provisioner's fidelity as 0 to 1 (None: unknown), and what it rests on.
 
-    Accepts a number or an object/mapping with `score`; a figure above 1 is read as a percentage."""
-    value = getattr(context, "fidelity", None)
-    if value is None:
-        return None
-    if not isinstance(value, int | float):
-        value = value.get("score") if isinstance(value, dict) else getattr(value, "score", None)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    return float(value) / 100 if value > 1 else float(value)
+    An asset that declares nothing to compare gives no measure of likeness: unknown, not 100%."""
+    if fidelity is None:
+        return None, f"unknown: the provisioner reported none; default {UNKNOWN_FIDELITY}"
+    if not fidelity.declared:
+        return None, f"unknown: the asset declares nothing to compare; default {UNKNOWN_FIDELITY}"
+    return fidelity.score / 100, f"{fidelity.summary()} of the asset's declared facts met"
 
 
 def read_samples(evidence: dict[str, Any]) -> int | None:

@@ -25,6 +25,7 @@ from schemas import (
     PatchOutcome,
     RunFailed,
     StageSpan,
+    TwinRef,
     VerdictIssued,
     VerdictStatus,
 )
@@ -51,16 +52,17 @@ def patch_issues(outcome: PatchOutcome) -> tuple[list[Issue], list[Issue]]:
     issues: list[Issue] = []
     warnings: list[Issue] = []
     if outcome.timed_out:
+        how = "stopped from outside" if outcome.abandoned else "its processes killed"
         issues.append(Issue(code=Code.PATCH_TIMEOUT, message=f"the patch ran past its timeout "
-                            f"({outcome.duration_s:.1f}s) and was killed"))
+                            f"({outcome.duration_s:.1f}s) and was killed ({how})"))
     elif outcome.oom_killed:
-        issues.append(Issue(code=Code.PATCH_OOM, message="the patch exceeded the memory limit"))
-    elif outcome.exit_code is not None and outcome.exit_code > 128:
-        issues.append(Issue(code=Code.PATCH_KILLED, message=f"the patch was killed by signal "
-                            f"{outcome.exit_code - 128} (exit {outcome.exit_code})"))
+        issues.append(Issue(code=Code.PATCH_OOM, message=f"the patch exceeded the twin's memory limit: a process "
+                            f"was OOM-killed (exit {outcome.exit_code}, signal {outcome.signal})"))
+    elif outcome.signal is not None:
+        issues.append(Issue(code=Code.PATCH_KILLED, message=f"the patch was killed by signal {outcome.signal}"))
     elif outcome.exit_code != 0:
-        issues.append(Issue(code=Code.PATCH_FAILED, message=f"the patch exited with {outcome.exit_code}: "
-                            f"{_tail(outcome.stderr or outcome.stdout)}"))
+        issues.append(Issue(code=Code.PATCH_FAILED, message=f"the patch ({outcome.step}) exited with "
+                            f"{outcome.exit_code}: {_tail(outcome.stderr or outcome.stdout)}"))
     if outcome.stderr.strip():
         warnings.append(Issue(code=Code.PATCH_STDERR, message=_tail(outcome.stderr)))
     if outcome.truncated:
@@ -113,11 +115,13 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
                                       message=f"{name} could not be evaluated {when} the patch: {result.message}"))
     if not request.checks:
         warnings.append(Issue(code=Code.NO_CHECKS, message="no checks were requested"))
+    warnings += twin_warnings(context.twin)
     status = VerdictStatus.FAILED if issues else VerdictStatus.PASSED
     basis = (Basis.PATCH_ENDED_BADLY if patch_ended_badly else Basis.REGRESSION if issues else Basis.PASSED)
+    fidelity, fidelity_note = read_fidelity(context.fidelity)
     scored = compute(Evidence(
         checks=verdicts, basis=basis, repeats=request.repeats, stderr=bool(completed.outcome.stderr.strip()),
-        fidelity=read_fidelity(context), samples=samples,
+        fidelity=fidelity, fidelity_note=fidelity_note, samples=samples,
     ))
     timeline = [*context.timeline, StageSpan(stage="analyze", started_at=started, finished_at=now())]
     return VerdictIssued(
@@ -134,10 +138,21 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         confidence_inputs=scored.inputs,
         confidence_factors=scored.factors,
         confidence_formula=scored.formula,
+        state_diff_summary=completed.outcome.state_diff.summary() if completed.outcome.state_diff else "",
         durations_s=durations(timeline, request.occurred_at),
         timeline=timeline,
         keep_twin=request.keep_twin,
+        isolation=context.twin.isolation,
     )
+
+
+def twin_warnings(twin: TwinRef) -> list[Issue]:
+    """What the twin itself makes less certain: a clone whose Secrets are placeholders."""
+    if twin.clone is None or not twin.clone.placeholder_secrets:
+        return []
+    names = ", ".join(twin.clone.placeholder_secrets)
+    return [Issue(code=Code.SECRETS_PLACEHOLDERS, message=f"cloned from namespace "
+                  f"{twin.clone.source_namespace}: Secrets {names} hold placeholder values, not the real ones")]
 
 
 def _missing(name: str, type_: str, when: str) -> CheckResult:

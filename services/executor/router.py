@@ -4,12 +4,14 @@ from faststream.kafka.annotations import KafkaMessage
 from patchtwin.runtime import Runtimes
 from patchtwin.stage import Stage
 from schemas import PatchApplied, Topic, TwinReady
-from services.executor.logic import apply_patch, interrupted
+from services.executor.logic import PatchRecord, apply_patch, interrupted, store_patch_run
 
 
 def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.PATCH_APPLIED), title="patch.applied", schema=PatchApplied)
+    #: run id → what the attempt put into the twin and its whole output, until it is stored
+    records: dict[str, PatchRecord] = {}
 
     @router.subscriber(
         stage.topic(Topic.TWIN_READY),
@@ -25,9 +27,10 @@ def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
                    "keep_twin": request.keep_twin, "timeline": ready.context.timeline}
         await stage.handle(
             ready,
-            lambda: apply_patch(ready, runtimes.for_twin(ready.context.twin), stage.settings),
+            lambda: apply_patch(ready, runtimes.for_twin(ready.context.twin), stage.settings, records),
             on_resume=lambda: interrupted(ready, stage),
             context=context,
+            record=store_patch_run(records),
         )
 
     return router

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 
-from patchtwin.runtime import Runtimes, TwinRuntime
+from patchtwin.runtime import DockerRuntime, Runtimes, TwinRuntime
 from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_RUN
-from schemas import TwinReleased, VerdictIssued
+from patchtwin.stage import Stage
+from patchtwin.store import OutboxRecord
+from schemas import Code, RunFailed, TwinReleased, VerdictIssued
+
+_DEADLINE_IDS = uuid.UUID("6f0c3e52-7a1d-4a8e-9a57-1d2f8b0c4e11")
+_STAGES = ("provisioner", "executor", "prober", "analyzer")
 
 log = logging.getLogger("patchtwin.janitor")
 
@@ -79,6 +85,54 @@ async def why_remove(
     if not row["known"] and _older_than(labels.get(LABEL_CREATED), now, orphan_grace_s):
         return "run unknown"
     return None
+
+
+async def watchdog(stage: Stage) -> list[str]:
+    """Fails every run past its deadline that has no verdict: one RunFailed
+    RUN_DEADLINE_EXCEEDED each, which the analyzer turns into the run's one `error` verdict.
+
+    The event's id is derived from the run id and stored in the outbox before it is sent, so
+    a janitor that runs this again (or a second janitor) never makes a different event."""
+    overdue = await stage.pool.fetch(
+        "SELECT p.run_id, p.started_at, p.deadline_at FROM provisioner_runs p "
+        "WHERE p.deadline_at < now() AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.run_id = p.run_id) "
+        "ORDER BY p.deadline_at LIMIT 100"
+    )
+    failed = []
+    for row in overdue:
+        run_id = row["run_id"]
+        event_id = str(uuid.uuid5(_DEADLINE_IDS, run_id))
+        if await stage.pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE event_id = $1)", event_id):
+            continue  # already failed; the analyzer has it or the relay will send it
+        stuck = [name for name in _STAGES if await stage.pool.fetchval(
+            f"SELECT status = 'working' FROM {name}_runs WHERE run_id = $1", run_id)]
+        event = RunFailed(
+            event_id=event_id,
+            run_id=run_id,
+            stage="janitor",
+            code=Code.RUN_DEADLINE_EXCEEDED,
+            message=f"no verdict by the run's deadline {row['deadline_at'].isoformat()} "
+            f"(requested {row['started_at'].isoformat()}); still working: {', '.join(stuck) or 'none'}",
+            retryable=True,
+            details={"stuck_in": stuck},
+        )
+        record = OutboxRecord.of(event, stage.source)
+        async with stage.pool.acquire() as conn:
+            await record.insert(conn)
+        log.warning("watchdog: run %s is past its deadline (stuck in %s)", run_id, stuck or "none")
+        await stage.publish(record)
+        failed.append(run_id)
+    return failed
+
+
+async def react_to_docker_events(runtime: DockerRuntime, pool: asyncpg.Pool, *, orphan_grace_s: float) -> None:
+    """Removes a twin as soon as it stops or dies when no run needs it (the same rules as
+    `sweep`), instead of at the next sweep."""
+    async for labels in runtime.events():
+        reason = await why_remove(pool, labels, datetime.now(UTC), orphan_grace_s)
+        if reason is not None and labels.get("name"):
+            await runtime.destroy(labels["name"])
+            log.info("janitor removed %s on a Docker event (%s)", labels["name"], reason)
 
 
 def _older_than(stamp: str | None, now: datetime, seconds: float) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from patchtwin.checks import log_offsets_from, run_suite
+from patchtwin.checks import run_suite
 from patchtwin.runtime import TwinRuntime
 from patchtwin.stage import now
 from schemas import ChecksCompleted, PatchApplied, StageSpan
 
 
 async def probe(applied: PatchApplied, runtime: TwinRuntime) -> ChecksCompleted:
+    """The baseline's log marks and figures come along, so logs count only what the patch added."""
     started = now()
     context = applied.context
     after = await run_suite(
@@ -16,7 +17,7 @@ async def probe(applied: PatchApplied, runtime: TwinRuntime) -> ChecksCompleted:
         context.twin,
         context.request.checks,
         rounds=context.request.repeats,
-        log_offsets=log_offsets_from(context.baseline),
+        baseline=context.baseline,
     )
     span = StageSpan(stage="probe", started_at=started, finished_at=now())
     return ChecksCompleted(

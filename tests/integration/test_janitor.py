@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 
 from patchtwin.app import App
@@ -9,7 +12,8 @@ from patchtwin.images import base_ref
 from patchtwin.runtime import DockerRuntime, TwinLimits
 from patchtwin.runtime.base import LABEL_INSTANCE
 from patchtwin.settings import Settings
-from services.janitor.logic import sweep
+from services.janitor.logic import react_to_docker_events, sweep, watchdog
+from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 
 SMALL = TwinLimits(cpus=0.5, memory_mb=64, pids=64)
 
@@ -68,4 +72,57 @@ async def test_twins_carry_the_instance_label(
         [twin] = await runtime.list_ours(run_id)
         assert twin["labels"][LABEL_INSTANCE] == settings.instance
     finally:
+        await runtime.destroy_run(run_id)
+
+
+async def test_a_run_past_its_deadline_ends_in_one_error_verdict(pipeline: App, settings: Settings) -> None:
+    """The watchdog fails a run stuck past its deadline; the stage that was still working
+    finishes later, and its late result is dropped: the run keeps its one verdict."""
+    run_id = new_run_id("overdue")
+    await publish(settings, "twin.requested",
+                  nginx_request(run_id, "sleep 4", checks=[{"type": "port", "port": 80}]))
+    await read_topic(settings, "twin.ready", match=keyed(run_id))
+    assert pipeline.pool is not None
+    await pipeline.pool.execute(
+        "UPDATE provisioner_runs SET deadline_at = now() - interval '1 second' WHERE run_id = $1", run_id)
+
+    janitor = pipeline.stages["janitor"]
+    assert await watchdog(janitor) == [run_id]
+    assert await watchdog(janitor) == []  # once
+
+    [verdict] = await verdicts_of(settings, run_id, settle_s=0)
+    assert verdict["status"] == "error"
+    assert [i["code"] for i in verdict["issues"]] == ["RUN_DEADLINE_EXCEEDED"]
+    assert "executor" in verdict["issues"][0]["message"]  # where it was stuck
+    await read_topic(settings, "patch.applied", match=keyed(run_id), timeout_s=30)  # the late result
+    assert await verdicts_of(settings, run_id, settle_s=3) == [verdict]
+    deadline = time.monotonic() + 30  # the prober gets the late PatchApplied and drops it
+    while (prober := await pipeline.pool.fetchrow(
+            "SELECT status, outcome FROM prober_runs WHERE run_id = $1 AND status <> 'working'", run_id)) is None \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert prober is not None and prober["status"] == "failed" and "abandoned" in prober["outcome"]
+
+
+async def test_a_twin_no_run_needs_is_removed_as_soon_as_it_dies(
+    pipeline: App, runtime: DockerRuntime, images: list[str]
+) -> None:
+    """The janitor follows Docker's events: a twin of an unknown run that dies goes at once,
+    not at the next sweep."""
+    run_id = f"dies-{uuid.uuid4().hex[:8]}"
+    assert pipeline.pool is not None
+    follower = asyncio.create_task(react_to_docker_events(runtime, pipeline.pool, orphan_grace_s=0))
+    try:
+        twin = await runtime.create(run_id, base_ref("12"), limits=SMALL, ttl_s=600)
+        await asyncio.sleep(0.5)  # the subscription is open
+        await runtime.docker.containers.container(twin.name).kill()
+
+        deadline = time.monotonic() + 10
+        while await runtime.list_ours(run_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert await runtime.list_ours(run_id) == []
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
         await runtime.destroy_run(run_id)

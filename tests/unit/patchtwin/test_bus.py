@@ -21,6 +21,7 @@ def test_contract_request_parses_and_validates() -> None:
     (None, Code.UNDECODABLE_MESSAGE),
     (b"not json", Code.UNDECODABLE_MESSAGE),
     (b"\xff\xfe\x00garbage", Code.UNDECODABLE_MESSAGE),
+    (b"[" * 100_000 + b"]" * 100_000, Code.UNDECODABLE_MESSAGE),  # deeper than the parser goes
 ])
 def test_unreadable_values_are_undecodable_without_run_id(value: bytes | None, code: Code) -> None:
     with pytest.raises(Undecodable) as caught:

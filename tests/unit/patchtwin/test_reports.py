@@ -9,6 +9,7 @@ import xmlschema
 
 from patchtwin.reports import FORMATS, render, render_junit, render_markdown
 from schemas import Code, PatchOutcome, RunFailed, VerdictIssued, VerdictStatus
+from schemas.state import PackageChange, Socket, StateDiff
 from services.analyzer.logic import judge, judge_failure
 from tests.unit.services.analyzer.test_logic import E, F, P, completed
 
@@ -83,3 +84,17 @@ def test_every_format_renders_and_json_is_the_verdict_itself() -> None:
 
     assert VerdictIssued.model_validate_json(rendered["json"]) == verdict
     assert verdict.status is VerdictStatus.FAILED
+
+
+def test_markdown_lists_what_the_patch_changed_in_the_twin() -> None:
+    diff = StateDiff(packages_changed=[PackageChange(name="openssl", before="3.0.11", after="3.0.13")],
+                     ports_opened=[Socket(proto="tcp6", address="::", port=8443)])
+    verdict = judge(completed([("web", True, [P, P], [P, P])],
+                              outcome=PatchOutcome(exit_code=0, duration_s=1, state_diff=diff)))
+
+    md = render_markdown(verdict)
+
+    assert "### What the patch changed in the twin" in md
+    assert "- packages changed: `openssl 3.0.11 → 3.0.13`" in md
+    assert "- ports opened: `" in md
+    JUNIT_XSD.validate(render_junit(verdict))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from patchtwin.exceptions import TwinStartFailed
+from patchtwin.exceptions import RuntimeUnavailable
 from patchtwin.runtime import CappedBuffer, DockerRuntime, Runtimes, TwinRuntime
+from patchtwin.runtime.base import CUT_MARKER
 from schemas import Code
 from schemas.events import TwinRef
 
@@ -28,10 +29,10 @@ def test_runtimes_are_found_by_name_and_by_the_twin_they_made() -> None:
 def test_a_runtime_this_process_lacks_is_a_coded_error_naming_what_it_has() -> None:
     runtimes = Runtimes([DockerRuntime()])
 
-    with pytest.raises(TwinStartFailed) as caught:
+    with pytest.raises(RuntimeUnavailable) as caught:
         runtimes.get("nomad")
 
-    assert caught.value.code is Code.TWIN_START_FAILED
+    assert caught.value.code is Code.RUNTIME_UNAVAILABLE
     assert "'nomad'" in caught.value.message and "docker" in caught.value.message
 
 
@@ -43,10 +44,20 @@ def test_one_runtime_is_wrapped_as_a_set_and_a_set_is_kept() -> None:
     assert Runtimes.wrap(docker).all() == [docker]
 
 
-def test_capped_buffer_keeps_the_first_bytes_and_counts_them_all() -> None:
-    buffer = CappedBuffer(5)
+def test_capped_buffer_keeps_head_and_tail_marks_the_cut_and_counts_everything() -> None:
+    buffer = CappedBuffer(6)
     for chunk in (b"abc", b"defg", b"hij"):
         buffer.add(chunk)
 
-    assert buffer.data() == b"abcde"
+    assert buffer.data() == b"abc" + CUT_MARKER + b"hij"
     assert buffer.total == 10
+    assert buffer.cut
+
+
+def test_capped_buffer_under_its_cap_keeps_everything_unmarked() -> None:
+    buffer = CappedBuffer(6)
+    for chunk in (b"ab", b"cdef"):
+        buffer.add(chunk)
+
+    assert buffer.data() == b"abcdef"
+    assert not buffer.cut

@@ -18,6 +18,7 @@ from schemas import (
     VerdictStatus,
 )
 from schemas.checks import SuiteResult
+from schemas.state import Fidelity, Mismatch, PackageChange, StateDiff
 from services.analyzer.logic import classify, judge, judge_failure
 
 P, F, E = CheckStatus.PASSED, CheckStatus.FAILED, CheckStatus.ERROR
@@ -32,7 +33,7 @@ def completed(
     checks: list[tuple[str, bool, list[CheckStatus], list[CheckStatus]]],
     *,
     outcome: PatchOutcome | None = None,
-    fidelity: Any = None,
+    fidelity: Fidelity | None = None,
 ) -> ChecksCompleted:
     """A run whose checks (name, critical, baseline rounds, after rounds) gave those results."""
     request = TwinRequested.model_validate({
@@ -44,10 +45,8 @@ def completed(
     })
     context = RunContext(
         request=request, twin=TwinRef(id="c1", name="twin", image="img"),
-        baseline=SuiteResult(results=[result(n, *before) for n, _, before, _ in checks]),
+        baseline=SuiteResult(results=[result(n, *before) for n, _, before, _ in checks]), fidelity=fidelity,
     )
-    if fidelity is not None:  # until the provisioner's RunContext carries `fidelity` as a field
-        object.__setattr__(context, "fidelity", fidelity)
     return ChecksCompleted(
         run_id="unit-1", context=context,
         outcome=outcome or PatchOutcome(exit_code=0, duration_s=0.5),
@@ -102,7 +101,7 @@ def test_a_patch_that_ended_badly_fails_whatever_the_checks_say() -> None:
         Code.PATCH_FAILED: PatchOutcome(exit_code=3, duration_s=1),
         Code.PATCH_TIMEOUT: PatchOutcome(exit_code=137, duration_s=5, timed_out=True),
         Code.PATCH_OOM: PatchOutcome(exit_code=137, duration_s=1, oom_killed=True),
-        Code.PATCH_KILLED: PatchOutcome(exit_code=143, duration_s=1),
+        Code.PATCH_KILLED: PatchOutcome(exit_code=None, signal=15, duration_s=1),  # the executor reports signals
     }
     for code, outcome in endings.items():
         verdict = judge(completed([("web", True, [P, P], [P, P])], outcome=outcome))
@@ -132,12 +131,16 @@ def test_a_flaky_check_is_a_warning_that_shows_every_round() -> None:
 
 
 def test_the_verdict_emits_every_confidence_factor_and_the_sum_it_did() -> None:
-    verdict = judge(completed([("web", True, [P, P], [P, P])], fidelity=0.5))
+    fidelity = Fidelity(score=50, declared=2, matched=1,
+                        mismatches=[Mismatch(kind="package", name="openssl", expected="3.0.1", actual="3.0.2")])
+
+    verdict = judge(completed([("web", True, [P, P], [P, P])], fidelity=fidelity))
 
     factors = {f.name: f for f in verdict.confidence_factors}
     assert set(factors) == {"data_share", "stability", "fidelity", "coverage_factor", "repeat_factor",
                             "sample_factor", "stderr_factor"}
     assert factors["fidelity"].value == 0.5
+    assert "package openssl" in factors["fidelity"].observed
     product = 100.0
     for factor in verdict.confidence_factors:
         product *= factor.value if factor.applied else 1
@@ -151,3 +154,14 @@ def test_a_run_that_could_not_be_carried_out_is_an_error_verdict() -> None:
 
     assert verdict.status is VerdictStatus.ERROR
     assert [i.code for i in verdict.issues] == [Code.IMAGE_UNAVAILABLE]
+
+
+def test_the_verdict_carries_a_summary_of_what_the_patch_changed() -> None:
+    diff = StateDiff(packages_changed=[PackageChange(name="openssl", before="3.0.11", after="3.0.13")],
+                     files_changed=["/etc/nginx/nginx.conf"])
+
+    verdict = judge(completed([("web", True, [P, P], [P, P])],
+                              outcome=PatchOutcome(exit_code=0, duration_s=1, state_diff=diff)))
+
+    assert verdict.state_diff_summary == "1 package changed, 1 file changed"
+    assert verdict.patch is not None and verdict.patch.state_diff == diff

@@ -1,0 +1,55 @@
+# patchtwin snapshot: the twin's system state in one exec, one record per line (TAB-separated).
+# Arguments: max-files, then "root:PATH", "extra:PATH" and "svc:NAME:MANAGER" items.
+pt_snapshot_main() {
+  local max=$1 item roots="" extras="" f sl local rem state rest p comm n total key v
+  shift
+  printf 'began\t%s\n' "$(date +%s%N)"
+  for item in "$@"; do
+    case $item in
+      root:*) roots="$roots ${item#root:}" ;;
+      extra:*) extras="$extras ${item#extra:}" ;;
+      svc:*) item=${item#svc:}; pt_status "${item%%:*}" "${item#*:}" ;;
+    esac
+  done
+  if ! pt_systemd && [ -d /etc/init.d ]; then
+    for f in /etc/init.d/*; do
+      [ -x "$f" ] && grep -q 'status' "$f" 2>/dev/null || continue
+      case ${f##*/} in rc|rcS|skeleton|README|*.sh) continue ;; esac
+      pt_status "${f##*/}" sysv
+    done
+  elif pt_systemd; then
+    systemctl list-units --type=service --all --no-legend --plain 2>/dev/null | while read -r f _; do
+      pt_status "${f%.service}" systemd
+    done
+  fi
+  PT_PACKAGES
+  for f in tcp tcp6 udp udp6; do
+    [ -r "/proc/net/$f" ] || continue
+    while read -r sl local rem state rest; do
+      case $f:$state in tcp*:0A|udp*:07) printf 'sock\t%s\t%s\n' "$f" "$local" ;; esac
+    done < "/proc/net/$f"
+  done
+  for p in /proc/[0-9]*; do
+    [ "${p#/proc/}" = "$$" ] && continue
+    read -r comm < "$p/comm" 2>/dev/null && printf 'proc\t%s\n' "$comm"
+  done
+  # shellcheck disable=SC2086
+  total=$(find $roots -xdev -type f 2>/dev/null | wc -l)
+  [ "$total" -gt "$max" ] && printf 'trunc\t%s\n' "$total"
+  for item in $roots; do printf 'root\t%s\n' "$item"; done
+  # shellcheck disable=SC2086
+  { find $roots -xdev -type f -print0 2>/dev/null | head -z -n "$max"
+    for f in $extras; do [ -f "$f" ] && printf '%s\0' "$f"; done; } |
+    xargs -0 -r sha256sum 2>/dev/null | sed -n 's/^\([0-9a-f]\{64\}\)  /file\t\1\t/p'
+  # shellcheck disable=SC2086
+  find $roots -xdev -type l -printf 'file\tlink:%l\t%p\n' 2>/dev/null | head -n "$max"
+  cut -d: -f1 /etc/passwd 2>/dev/null | sed 's/^/user\t/'
+  cut -d: -f1 /etc/group 2>/dev/null | sed 's/^/group\t/'
+  n=0
+  while IFS= read -r -d '' f; do
+    n=$((n + 1)); [ $n -gt 3000 ] && break
+    read -r v < "$f" 2>/dev/null || continue
+    key=${f#/proc/sys/}; printf 'sysctl\t%s\t%s\n' "${key//\//.}" "$v"
+  done < <(find /proc/sys -type f -perm -u+r -print0 2>/dev/null)
+  printf 'ended\t%s\n' "$(date +%s%N)"
+}

@@ -1,0 +1,294 @@
+"""Traces and metrics (OpenTelemetry SDK): one trace per run, across all five services.
+
+Why one module: every stage runs the same path (consume → work → outbox → publish), so the
+few hooks that make a run one trace live here once — a span around each consumed message
+(FastStream's Kafka middleware, which also writes the W3C `traceparent` header on every
+publish), a span per stage's work and per twin operation, and the `traceparent` kept in the
+outbox so an event the relay publishes later still continues its run's trace. The metrics
+that describe runs (stage durations, runs by status, check results) are recorded at the
+same hooks; those sampled from Docker and Kafka are in `samplers.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from faststream import BaseMiddleware
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry import context, metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from patchtwin.logs import RUN_ID
+from patchtwin.settings import Settings
+from schemas.request import RUN_ID_PATTERN
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TRACER = "patchtwin"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_RUN_ID_RE = __import__("re").compile(RUN_ID_PATTERN)
+
+# Span attribute names (one place, so tests and dashboards agree).
+ATTR_SERVICE = "patchtwin.service"
+ATTR_RUN_ID = "patchtwin.run_id"
+ATTR_ASSET = "patchtwin.asset_id"
+ATTR_IMAGE = "patchtwin.image"
+ATTR_OUTCOME = "patchtwin.outcome"
+ATTR_CODE = "patchtwin.error_code"
+ATTR_TWIN = "patchtwin.twin"
+
+
+# -- providers ----------------------------------------------------------------------------------
+
+
+def setup(settings: Settings, service: str = "patchtwin") -> None:
+    """Installs this process's tracer and meter providers, once; later calls change nothing.
+
+    Spans are always recorded (so `traceparent` flows and logs carry trace ids); the
+    `otel_exporter` setting only chooses where they go: nowhere, OTLP, or the console."""
+    resource = _resource(service)
+    if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
+        provider = SdkTracerProvider(resource=resource)
+        exporter = span_exporter(settings.otel_exporter)
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+    if not isinstance(metrics.get_meter_provider(), SdkMeterProvider):
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        metrics.set_meter_provider(SdkMeterProvider(metric_readers=[PrometheusMetricReader()], resource=resource))
+
+
+def _resource(service: str) -> Resource:
+    # OTEL_SERVICE_NAME (compose sets one per container) wins over the name we derive.
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": f"patchtwin-{service}"}
+    return Resource.create(attributes)
+
+
+def span_exporter(kind: str) -> SpanExporter | None:
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    if kind == "otlp":
+        # Endpoint and protocol from the standard OTEL_EXPORTER_OTLP_* variables.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    raise ValueError(f"unknown otel_exporter {kind!r}: none, otlp or console")
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER)
+
+
+# -- the bus: a span per consumed message, traceparent on every publish ---------------------------
+
+
+class RunIdMiddleware(BaseMiddleware):  # type: ignore[type-arg]
+    """Names the run (the message key) on the consume span and in every log line of the handler."""
+
+    async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+        key = getattr(msg.raw_message, "key", None)
+        run_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else None
+        if run_id is not None and not _RUN_ID_RE.match(run_id):
+            run_id = None
+        token = RUN_ID.set(run_id)
+        if run_id is not None:
+            trace.get_current_span().set_attribute(ATTR_RUN_ID, run_id)
+        try:
+            return await call_next(msg)
+        finally:
+            RUN_ID.reset(token)
+
+
+def broker_middlewares() -> tuple[Any, ...]:
+    """For `KafkaBroker(middlewares=...)`: FastStream's OpenTelemetry middleware (outermost: it
+    opens the consume span from the incoming `traceparent` and writes one on every publish),
+    then the run id."""
+    return (KafkaTelemetryMiddleware(), RunIdMiddleware)
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, to store beside an event in the outbox."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
+
+
+@contextmanager
+def continued(traceparent: str | None) -> Iterator[None]:
+    """Makes a stored traceparent the current context (a relay publishing later)."""
+    if not traceparent:
+        yield
+        return
+    token = context.attach(_PROPAGATOR.extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def continues_trace(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Decorates `Stage._send(self, record)`: publishes in the trace stored with the record."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        record = kwargs.get("record", args[1] if len(args) > 1 else None)
+        with continued(getattr(record, "traceparent", None)):
+            return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+_meter = metrics.get_meter(TRACER)
+STAGE_DURATION = _meter.create_histogram(
+    "patchtwin.stage.duration", unit="s", description="Time a stage spent on one run, by stage and outcome."
+)
+RUNS = _meter.create_counter("patchtwin.runs", description="Runs that got their verdict, by status.")
+CHECK_RESULTS = _meter.create_counter(
+    "patchtwin.check.results", description="Checks judged in verdicts, by family (type) and classification."
+)
+TWIN_OPERATION_DURATION = _meter.create_histogram(
+    "patchtwin.twin.operation.duration", unit="s", description="Docker twin operations, by operation and outcome."
+)
+
+
+def run_attributes(event: Any) -> dict[str, str]:
+    """Run id, asset and image of any event (those it carries)."""
+    attrs = {ATTR_RUN_ID: str(event.run_id)}
+    ctx = getattr(event, "context", None)
+    request = getattr(ctx, "request", None) or event
+    asset = getattr(request, "asset", None)
+    if asset is not None:
+        attrs[ATTR_ASSET] = asset.id
+        if asset.image:
+            attrs[ATTR_IMAGE] = asset.image
+    twin = getattr(ctx, "twin", None)
+    if twin is not None:
+        attrs[ATTR_IMAGE] = twin.image
+        attrs[ATTR_TWIN] = twin.name
+    if getattr(event, "asset_id", None):
+        attrs[ATTR_ASSET] = event.asset_id
+    return attrs
+
+
+def outcome_of(event: Any) -> str:
+    """`failed` for a RunFailed, the status of a verdict, else `ok`."""
+    if event.topic.value == "run.failed":
+        return "failed"
+    status = getattr(event, "status", None)
+    return str(status.value) if status is not None else "ok"
+
+
+def traced_stage(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Decorates `Stage._attempt(self, event, ...)`: a span for the stage's work on one run (run
+    id, asset, image and outcome as attributes) and the stage's metrics."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        stage, event = args[0], args[1]
+        name: str = getattr(stage, "name", "stage")
+        started = time.perf_counter()
+        token = RUN_ID.set(event.run_id)  # type: ignore[attr-defined]
+        attributes = {ATTR_SERVICE: name, **run_attributes(event)}
+        try:
+            with tracer().start_as_current_span(f"{name} stage", attributes=attributes) as span:
+                outgoing = await fn(*args, **kwargs)
+                outcome = outcome_of(outgoing)
+                span.set_attributes({ATTR_OUTCOME: outcome, **run_attributes(outgoing)})
+                if outcome == "failed" and hasattr(outgoing, "code"):
+                    span.set_attribute(ATTR_CODE, str(outgoing.code))
+                    span.set_status(Status(StatusCode.ERROR, str(outgoing.code)))
+        finally:
+            RUN_ID.reset(token)
+        record_stage(name, outgoing, time.perf_counter() - started)
+        return outgoing
+
+    return wrapper
+
+
+def record_stage(stage: str, outgoing: Any, duration_s: float) -> None:
+    STAGE_DURATION.record(duration_s, {"stage": stage, "outcome": outcome_of(outgoing)})
+    if outgoing.topic.value == "verdict.issued":
+        RUNS.add(1, {"status": outcome_of(outgoing)})
+        for check in outgoing.checks:
+            CHECK_RESULTS.add(1, {"family": str(check.type), "classification": str(check.classification)})
+
+
+def traced_twin_op(
+    operation: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Decorates a DockerRuntime method: a `twin.<operation>` span (run id, image, twin, outcome)."""
+
+    def decorate(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            arguments = signature.bind(*args, **kwargs).arguments
+            attributes = _twin_attributes(arguments)
+            started = time.perf_counter()
+            outcome = "error"
+            try:
+                with tracer().start_as_current_span(f"twin.{operation}", attributes=attributes) as span:
+                    result = await fn(*args, **kwargs)
+                    outcome = _twin_outcome(result)
+                    span.set_attribute(ATTR_OUTCOME, outcome)
+                    exit_code = getattr(result, "exit_code", None)
+                    if exit_code is not None:
+                        span.set_attribute("patchtwin.exit_code", exit_code)
+                    image = getattr(result, "image", None)
+                    if image:
+                        span.set_attribute(ATTR_IMAGE, image)
+                    return result
+            finally:
+                TWIN_OPERATION_DURATION.record(
+                    time.perf_counter() - started, {"operation": operation, "outcome": outcome}
+                )
+
+        return wrapper
+
+    return decorate
+
+
+def _twin_attributes(arguments: dict[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    run_id = arguments.get("run_id") or RUN_ID.get()
+    if run_id:
+        attrs[ATTR_RUN_ID] = run_id
+    if arguments.get("image"):
+        attrs[ATTR_IMAGE] = arguments["image"]
+    twin = arguments.get("twin") or arguments.get("name")
+    if twin is not None:
+        attrs[ATTR_TWIN] = getattr(twin, "name", twin)
+        if getattr(twin, "image", None):
+            attrs[ATTR_IMAGE] = twin.image
+    argv = arguments.get("argv")
+    if argv:
+        attrs["patchtwin.command"] = str(argv[0])
+    return attrs
+
+
+def _twin_outcome(result: Any) -> str:
+    if getattr(result, "timed_out", False):
+        return "timed_out"
+    if hasattr(result, "exit_code"):
+        return "ok" if result.exit_code == 0 else "nonzero_exit"
+    if result is False:
+        return "absent"
+    return "ok"

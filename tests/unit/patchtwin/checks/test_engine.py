@@ -1,0 +1,129 @@
+"""The engine's judgements outside the twin: parsing the probe's JSON lines, percentiles and
+limits, version constraints, retry waits, and how repeats become flaky."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from pydantic import TypeAdapter
+
+from patchtwin.checks.engine import _next_wait, _q, build_script, finish, merge_repeats, parse_output, percentile
+from schemas.checks import Check, CheckResult, CheckStatus
+
+CHECK: TypeAdapter[Check] = TypeAdapter(Check)
+
+
+def _check(**spec: object) -> Check:
+    return CHECK.validate_python(spec)
+
+
+def _result(check: Check, outcome: str, message: str = "", **evidence: object) -> CheckResult:
+    return CheckResult(name=check.name or "", type=check.type, status=CheckStatus(outcome), message=message,
+                       evidence=dict(evidence))
+
+
+def test_parse_output_reads_json_lines_and_reports_silent_checks_as_errors() -> None:
+    checks = [_check(type="port", port=80), _check(type="port", port=81)]
+    stdout = 'noise\n{"i":0,"s":"passed","m":"tcp port 80 is listening","e":{"sockets":["tcp 0.0.0.0:80"]}}\n'
+    results = parse_output(checks, stdout, problem="the probe round timed out")
+    assert results[0].status is CheckStatus.PASSED
+    assert results[0].evidence == {"sockets": ["tcp 0.0.0.0:80"]}
+    assert results[1].status is CheckStatus.ERROR
+    assert "timed out" in results[1].message
+
+
+@pytest.mark.parametrize("value", ["plain", "it's", "$(touch /tmp/x) `id` ${HOME} \\ \" ' \n\t", "\x00nul", "é✓"])
+def test_user_strings_reach_bash_verbatim(value: str) -> None:
+    out = subprocess.run(["bash", "-c", f"printf %s {_q(value)}"], capture_output=True, check=True).stdout
+    assert out == value.replace("\x00", "").encode()  # argv cannot carry NUL; all else arrives as sent
+
+
+def test_the_program_is_valid_bash_for_every_family() -> None:
+    checks = [
+        _check(type="port", port=80), _check(type="service", name="nginx", enabled=True),
+        _check(type="http", url="http://127.0.0.1/", headers={"X": "y"}, body="b", body_regex="a|b"),
+        _check(type="process", cmdline="nginx: .*"), _check(type="package", name="openssl"),
+        _check(type="log", path="/var/log/*.log", pattern="crit"), _check(type="command", run="echo 'hi'"),
+        _check(type="file", path="/etc/passwd", mode="644"), _check(type="performance", run="true"),
+    ]
+    subprocess.run(["bash", "-n", "-c", build_script(checks)], check=True)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (50, 95, 100)
+    assert percentile([7.0], 95) == 7.0
+
+
+def test_performance_gets_p50_p95_max_and_an_absolute_limit() -> None:
+    check = _check(type="performance", url="http://127.0.0.1/", samples=20, max_ms=10)
+    samples = " ".join(str(us) for us in [2000] * 18 + [30000, 40000])  # two slow samples of twenty
+    result = finish(check, _result(check, "passed", samples_us=samples, errors=0), None)
+    assert (result.evidence["p50_ms"], result.evidence["p95_ms"], result.evidence["max_ms"]) == (2, 30, 40)
+    assert result.status is CheckStatus.FAILED
+    assert "p95 30.0 ms over 20 samples, above 10 ms" in result.message
+
+
+def test_performance_relative_limit_uses_the_baseline_with_a_slack_floor() -> None:
+    check = _check(type="performance", run="true", samples=4, statistic="p50", max_ratio=1.5, slack_ms=5)
+    baseline = CheckResult(name=check.name or "", type="performance", status=CheckStatus.PASSED,
+                           evidence={"p50_ms": 2.0})
+    near = finish(check, _result(check, "passed", samples_us="6000 6000 6000 6000"), baseline)
+    assert near.status is CheckStatus.PASSED  # 6 ms < max(2 x 1.5, 2 + 5) = 7 ms
+    assert near.evidence["relative_limit_ms"] == 7.0
+    far = finish(check, _result(check, "passed", samples_us="9000 9000 9000 9000"), baseline)
+    assert far.status is CheckStatus.FAILED and "baseline 2 ms" in far.message
+
+
+def test_package_version_constraint_is_judged_with_the_managers_ordering() -> None:
+    check = _check(type="package", name="openssl", version=">= 3.0.11-1~deb12u2")
+    old = finish(check, _result(check, "passed", manager="dpkg", installed=True, version="3.0.11-1~deb12u1"), None)
+    assert old.status is CheckStatus.FAILED
+    assert old.message == "openssl is 3.0.11-1~deb12u1, expected >= 3.0.11-1~deb12u2 (dpkg ordering)"
+    new = finish(check, _result(check, "passed", manager="dpkg", installed=True, version="3.0.20-1~deb12u2"), None)
+    assert new.status is CheckStatus.PASSED
+    apk = finish(check, _result(check, "passed", manager="apk", installed=True, version="3.1.4-r5"), None)
+    assert apk.status is CheckStatus.ERROR and "no version ordering" in apk.message
+
+
+def test_http_latency_over_the_limit_fails_with_the_figure() -> None:
+    check = _check(type="http", url="http://127.0.0.1/", max_latency_ms=5)
+    result = finish(check, _result(check, "passed", "status 200", status=200, latency_us=12500), None)
+    assert result.status is CheckStatus.FAILED
+    assert result.evidence["latency_ms"] == 12.5
+    assert "12.5 ms > 5 ms" in result.message
+
+
+def test_retry_waits_back_off_up_to_the_cap_and_stop_at_the_deadline() -> None:
+    check = _check(type="port", port=80, interval=0.5, backoff=2, max_interval=1.5, timeout=3)
+    waits = [_next_wait(check, n, elapsed) for n, elapsed in [(1, 0.0), (2, 0.5), (3, 1.5), (4, 2.9), (5, 3.0)]]
+    assert waits == [0.5, 1.0, 1.5, pytest.approx(0.1), None]
+    counted = _check(type="port", port=80, retries=2)
+    assert [_next_wait(counted, n, 0.0) for n in (1, 2, 3)] == [1.0, 1.5, None]
+    assert _next_wait(_check(type="port", port=80), 1, 0.0) is None
+
+
+def test_disagreeing_repeats_are_flaky_and_never_passed() -> None:
+    check = _check(type="http", url="http://127.0.0.1/")
+    first = _result(check, "passed", "status 200")
+    first.attempts, first.time_to_pass_s = 3, 1.2
+    merged = merge_repeats([{0: first}, {0: _result(check, "failed", "status 502")}], 1)[0]
+    assert merged.flaky and merged.status is CheckStatus.FAILED
+    assert merged.observations == [CheckStatus.PASSED, CheckStatus.FAILED]
+    assert merged.message == "flaky (passed/failed): status 502"
+    assert (merged.attempts, merged.time_to_pass_s) == (3, 1.2)
+    assert json.loads(merged.model_dump_json())["flaky"] is True
+    steady = merge_repeats([{0: _result(check, "passed")}, {0: _result(check, "passed")}], 1)[0]
+    assert not steady.flaky and steady.status is CheckStatus.PASSED
+
+
+def test_the_probe_emits_valid_json_whatever_the_evidence_holds() -> None:
+    nasty = "quote \" backslash \\ tab \t cr \r bell \x07 esc \x1b unicode é ✓ end"
+    program = f"{build_script([])}\npt_emit 0 failed {_q(nasty)} out {_q(nasty)} '#n' 42 '#ok' true " \
+              f"'#bad' 012 @list {_q('a' + chr(10) + 'b')}\n".replace("exit 0\n", "")
+    line = subprocess.run(["bash", "-c", program], capture_output=True, check=True, text=True).stdout
+    data = json.loads(line)
+    assert data["m"] == data["e"]["out"] == nasty
+    assert (data["e"]["n"], data["e"]["ok"], data["e"]["bad"], data["e"]["list"]) == (42, True, "012", ["a", "b"])

@@ -1,0 +1,57 @@
+"""What the tracing hooks put on spans and carry between services (no broker, no Docker)."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import ValidationError
+
+from patchtwin import telemetry
+from patchtwin.settings import Settings
+from schemas import Code, RunFailed, TwinRequested
+from tests.contract import TWIN_REQUESTED
+
+
+def test_a_stored_traceparent_continues_the_same_trace() -> None:
+    with TracerProvider().get_tracer("test").start_as_current_span("stage") as span:
+        stored = telemetry.current_traceparent()
+    assert stored is not None
+    expected = span.get_span_context()
+    version, trace_id, span_id, _flags = stored.split("-")
+    assert (version, trace_id, span_id) == (
+        "00", trace.format_trace_id(expected.trace_id), trace.format_span_id(expected.span_id))
+
+    with telemetry.continued(stored):
+        resumed = trace.get_current_span().get_span_context()
+    assert (resumed.trace_id, resumed.span_id) == (expected.trace_id, expected.span_id)
+    assert not trace.get_current_span().get_span_context().is_valid  # detached again
+
+
+def test_no_current_span_means_no_traceparent() -> None:
+    assert telemetry.current_traceparent() is None
+    with telemetry.continued(None):
+        assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_span_attributes_name_run_asset_and_image() -> None:
+    request = TwinRequested.model_validate({**TWIN_REQUESTED, "asset": {**TWIN_REQUESTED["asset"],
+                                                                          "image": "patchtwin/debian-nginx:12"}})
+    attrs = telemetry.run_attributes(request)
+    assert attrs[telemetry.ATTR_RUN_ID] == request.run_id
+    assert attrs[telemetry.ATTR_ASSET] == "web-01"
+    assert attrs[telemetry.ATTR_IMAGE] == "patchtwin/debian-nginx:12"
+
+
+def test_outcome_of_a_failure_and_of_a_stage_that_went_on() -> None:
+    failed = RunFailed(run_id="r-1", stage="provisioner", code=Code.IMAGE_UNAVAILABLE, message="no image")
+    assert telemetry.outcome_of(failed) == "failed"
+    assert telemetry.outcome_of(TwinRequested.model_validate(TWIN_REQUESTED)) == "ok"
+
+
+def test_exporter_is_chosen_by_configuration() -> None:
+    assert telemetry.span_exporter("none") is None
+    assert type(telemetry.span_exporter("console")).__name__ == "ConsoleSpanExporter"
+    assert type(telemetry.span_exporter("otlp")).__name__ == "OTLPSpanExporter"
+    with pytest.raises(ValidationError):
+        Settings(otel_exporter="zipkin")  # type: ignore[arg-type]
