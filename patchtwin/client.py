@@ -84,11 +84,13 @@ async def follow(
             batches = await consumer.getmany(timeout_ms=200)
             for tp, records in batches.items():
                 for record in records:
-                    key = record.key.decode() if record.key else None
+                    key = record.key.decode(errors="replace") if record.key else None
+                    if key is not None and key not in run_ids:
+                        continue  # someone else's run: not even decoded (it may be poison)
                     try:
                         value = json.loads(record.value)
-                    except (TypeError, ValueError):
-                        continue
+                    except (TypeError, ValueError, RecursionError):
+                        continue  # poison is the stages' concern; a watcher skips it
                     run_id = key or (value.get("run_id") if isinstance(value, dict) else None)
                     if run_id not in run_ids:
                         continue
