@@ -60,10 +60,14 @@ async def submit(settings: Settings, request: dict[str, Any]) -> str:
 
 
 async def follow(
-    settings: Settings, run_ids: set[str], *, timeout_s: float = 900, until_released: bool = False
+    settings: Settings, run_ids: set[str], *, timeout_s: float = 900, until_released: bool = False,
+    settle_s: float = 0.0,
 ) -> AsyncIterator[RunEvent]:
     """Every event of the given runs, from the start of each topic, until each has its verdict
-    (or its twin released). Reads by assignment, so no consumer group is joined or changed."""
+    (or its twin released). Reads by assignment, so no consumer group is joined or changed.
+
+    Partitions of different topics arrive in no set order, so a verdict may be read before an
+    event that preceded it; `settle_s` keeps reading that long after the last final event."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
     )
@@ -80,7 +84,12 @@ async def follow(
         final = Topic.TWIN_RELEASED if until_released else Topic.VERDICT_ISSUED
         waiting = set(run_ids)
         deadline = time.monotonic() + timeout_s
-        while waiting and time.monotonic() < deadline:
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            if not waiting:
+                settled_at = settled_at or time.monotonic() + settle_s
+                if time.monotonic() >= settled_at:
+                    break
             batches = await consumer.getmany(timeout_ms=200)
             for tp, records in batches.items():
                 for record in records:
