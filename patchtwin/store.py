@@ -74,6 +74,13 @@ class ClaimResult:
     attempts: int
 
 
+#: For writes whose loss in a database crash is harmless, the commit does not wait for the
+#: disk (one fsync less on every Kafka hop): a lost claim is claimed again on redelivery, a
+#: lost "published" mark makes the relay publish again and consumers drop the duplicate.
+#: Finishing a run (its outcome and outgoing event) always waits for the disk.
+_LOSABLE = "SET LOCAL synchronous_commit = off"
+
+
 class Fenced(Exception):
     """A worker wrote for an attempt that is no longer the run's current one: its lease ran
     out and another worker took the run over (it was a zombie). The write did not happen."""
@@ -94,6 +101,7 @@ class Ledger:
 
     async def claim(self, run_id: str, fingerprint: str, *, owner: str = "", lease_s: float = 30.0) -> ClaimResult:
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOSABLE)
             row = await conn.fetchrow(
                 f"INSERT INTO {self.table} (run_id, fingerprint, status, owner, lease_until) "
                 "VALUES ($1, $2, 'working', $3, now() + make_interval(secs => $4)) "
@@ -264,7 +272,9 @@ async def pending_outbox(
 
 
 async def mark_published(pool: asyncpg.Pool, event_id: str) -> None:
-    await pool.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", event_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_LOSABLE)
+        await conn.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", event_id)
 
 
 # ---------------------------------------------------------------------------------------------
