@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from patchtwin.exceptions import CloneFailed, ImageUnavailable, TwinLost
-from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_RUN, TwinLimits
+from patchtwin.runtime.base import CUT_MARKER, LABEL_EXPIRES, LABEL_RUN, TwinLimits
 from patchtwin.runtime.kubernetes import API_USE, KubernetesRuntime
 from patchtwin.settings import Settings
 from schemas.asset import Asset
@@ -144,9 +144,12 @@ async def test_a_command_line_too_long_for_the_url_travels_over_stdin_byte_for_b
 async def test_exec_output_is_capped_and_counted(runtime: KubernetesRuntime) -> None:
     twin = await runtime.create(new_run_id("k8s-cap"), IMAGE, limits=LIMITS, ttl_s=600, asset=asset())
 
-    result = await runtime.exec(twin, ["sh", "-c", "head -c 100000 /dev/zero"], timeout_s=10, output_cap=1000)
+    result = await runtime.exec(twin, ["seq", "1", "20000"], timeout_s=10, output_cap=1000)
 
-    assert (len(result.stdout), result.stdout_bytes, result.truncated) == (1000, 100000, True)
+    head, _, tail = result.stdout.partition(CUT_MARKER)
+    assert head.startswith(b"1\n2\n") and tail.endswith(b"19999\n20000\n")
+    assert len(head) + len(tail) == 1000
+    assert (result.stdout_bytes, result.truncated) == (len(b"".join(b"%d\n" % i for i in range(1, 20001))), True)
 
 
 async def test_restricted_twin_cannot_write_its_root_filesystem_but_gets_a_file_copied_in(
