@@ -19,6 +19,7 @@ from patchtwin.runtime import DockerRuntime, Runtimes
 from patchtwin.samplers import Sampler
 from patchtwin.settings import Settings
 from patchtwin.stage import Stage
+from schemas.events import RunFailed, TwinRequested
 from schemas.topics import Topic
 
 SERVICES = ("provisioner", "executor", "prober", "analyzer", "janitor")
@@ -65,6 +66,35 @@ def _router_for(name: str, stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
 
 
+def shared_router(settings: Settings) -> KafkaRouter:
+    """The publications of no one service, declared so the AsyncAPI document names them:
+    requests come from clients (`patchtwin submit`, scanners), and any stage may fail a run
+    (`Stage.handle`) or dead-letter a message (`Stage.dead_letter`)."""
+    router = KafkaRouter()
+    router.publisher(
+        settings.topic(Topic.TWIN_REQUESTED.value), title="twin.requested", schema=TwinRequested,
+        description="A request to test a patch on a twin; published by clients (patchtwin submit, scanners).",
+    )
+    router.publisher(
+        settings.topic(Topic.RUN_FAILED.value), title="run.failed", schema=RunFailed,
+        description="A run that cannot go on, with its coded error; published by any stage.",
+    )
+    router.publisher(
+        settings.topic(Topic.DLQ.value), title="patchtwin.dlq", schema=bytes,
+        description="A message no run can take, as it came (truncated to PATCHTWIN_MAX_MESSAGE_BYTES), "
+        "with why in its headers; published by any stage.",
+    )
+    return router
+
+
+def include_routers(broker: KafkaBroker, stages: dict[str, Stage], runtimes: Runtimes) -> None:
+    """Every service's router on one broker, and the shared publications."""
+    for name, stage in stages.items():
+        broker.include_router(_router_for(name, stage, runtimes))
+    settings = next(iter(stages.values())).settings
+    broker.include_router(shared_router(settings))
+
+
 @dataclass
 class App:
     """One or more services sharing a process (all five under `patchtwin up`)."""
@@ -94,9 +124,8 @@ class App:
         self.runtime = docker
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
-            stage = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
-            self.stages[name] = stage
-            self.broker.include_router(_router_for(name, stage, self.runtimes))
+            self.stages[name] = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
+        include_routers(self.broker, self.stages, self.runtimes)
         await self.broker.start()
         for stage in self.stages.values():
             stage.start_relay()

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20)
     show = commands.add_parser("show", help="one run: issues, checks, confidence factors, durations")
     show.add_argument("run_id")
+    rerun = commands.add_parser("rerun", help="repeat a run exactly: its request again under a new run id, "
+                                "its patch inputs checked against their recorded sha256")
+    rerun.add_argument("run_id")
+    rerun.add_argument("--wait", action="store_true", help="wait for the verdict; exit 0/1/2")
+    rerun.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    rerun.add_argument("--timeout", type=float, default=900)
     return parser
 
 
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     handler = {
         "up": _up, "service": _service, "init": _init, "images": _images,
         "submit": _submit, "demo": _demo, "report": _report, "watch": _watch, "runs": _runs, "show": _show,
+        "rerun": _rerun,
     }[args.command]
     sys.exit(asyncio.run(handler(args, with_running_endpoints(Settings()))))
 
@@ -291,3 +298,59 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
         await pool.close()
     show_verdict(Console(width=160), verdict)
     return 0
+
+
+async def _rerun(args: argparse.Namespace, settings: Settings) -> int:
+    """Publishes the run's stored request again under a new run id (`rerun_of` links the two);
+    the executor refuses inputs whose sha256 differs from the record (RERUN_INPUT_CHANGED)."""
+    from patchtwin import store
+    from patchtwin.client import rerun_request, submit
+    from patchtwin.demo import print_verdict
+    from patchtwin.watch import watch
+    from services.executor.inputs import input_differences
+
+    pool = await _ledger(settings)
+    if pool is None:
+        return 2
+    try:
+        original = await store.load_patch_run(pool, args.run_id)
+        request = await store.load_request(pool, args.run_id) if original is not None else None
+        if original is None or original.outcome is None or request is None:
+            progress = await store.run_progress(pool, args.run_id)
+            if not progress:
+                console.print(f"[red]{Code.RUN_NOT_FOUND.value}[/]: no run {args.run_id} is stored")
+            else:
+                where = ", ".join(f"{stage} {status}" for stage, status in progress.items())
+                console.print(f"[red]{Code.RUN_NOT_FOUND.value}[/]: run {args.run_id} has no applied patch on "
+                              f"record to repeat ({where})")
+            return 2
+        try:
+            run_id = await submit(settings, rerun_request(request, original.inputs))
+        except (ValidationError, ValueError) as exc:
+            console.print(f"[red]{Code.INVALID_REQUEST.value}[/]: the stored request of run {args.run_id}: {exc}")
+            return 2
+        console.print(f"submitted run {run_id}, a rerun of {args.run_id}")
+        if not args.wait:
+            print(run_id)
+            return 0
+        try:
+            verdict = await watch(settings, run_id, console, timeout_s=args.timeout)
+        except TimeoutError as exc:
+            console.print(f"[red]timeout[/]: {exc}")
+            return EXIT_TIMEOUT
+        repeated = await store.load_patch_run(pool, run_id)
+    finally:
+        await pool.close()
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+    else:
+        print_verdict(Console(), verdict)
+    if repeated is not None and repeated.outcome is not None:
+        differences = input_differences(original.inputs, repeated.inputs)
+        if differences:  # the executor refuses this before the patch runs; say so if it ever did not
+            console.print(f"[red]{Code.RERUN_INPUT_CHANGED.value}[/]: " + "; ".join(differences))
+            return 2
+        counts = {kind: len(original.inputs.get(kind, [])) for kind in ("artifacts", "packages")}
+        console.print(f"same inputs as run {args.run_id}: {counts['artifacts']} artifacts and "
+                      f"{counts['packages']} .debs, each with its recorded sha256")
+    return EXIT_BY_STATUS[verdict.status.value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,11 +60,36 @@ async def submit(settings: Settings, request: dict[str, Any]) -> str:
     return event.run_id
 
 
+def rerun_id(run_id: str) -> str:
+    """A fresh run id that still reads as a repeat of `run_id` (within the 128-character limit)."""
+    return f"{run_id[:100]}.rerun-{uuid.uuid4().hex[:8]}"
+
+
+def rerun_request(original: dict[str, Any], inputs: dict[str, Any], *, run_id: str | None = None) -> dict[str, Any]:
+    """The request that repeats a run: the original body (asset, patch, checks, repeats, ...) under a
+    new run id, linked to the original by `rerun_of`, and every artifact pinned to the sha256 the
+    original run recorded for it (`patch_runs.inputs`), so changed content is refused, not applied."""
+    body = {k: v for k, v in original.items() if k not in {"event_id", "occurred_at", "run_id", "rerun_of"}}
+    recorded = {item["path"]: item["sha256"] for item in inputs.get("artifacts", [])}
+    patch = dict(body["patch"])
+    patch["artifacts"] = [{**artifact, "sha256": recorded.get(artifact["path"], artifact.get("sha256"))}
+                          for artifact in patch.get("artifacts", [])]
+    body["patch"] = patch
+    body["run_id"] = run_id or rerun_id(original["run_id"])
+    body["rerun_of"] = original["run_id"]
+    TwinRequested.model_validate(body)  # what the original passed must pass again
+    return body
+
+
 async def follow(
-    settings: Settings, run_ids: set[str], *, timeout_s: float = 900, until_released: bool = False
+    settings: Settings, run_ids: set[str], *, timeout_s: float = 900, until_released: bool = False,
+    settle_s: float = 0.0,
 ) -> AsyncIterator[RunEvent]:
     """Every event of the given runs, from the start of each topic, until each has its verdict
-    (or its twin released). Reads by assignment, so no consumer group is joined or changed."""
+    (or its twin released). Reads by assignment, so no consumer group is joined or changed.
+
+    Partitions of different topics arrive in no set order, so a verdict may be read before an
+    event that preceded it; `settle_s` keeps reading that long after the last final event."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
     )
@@ -80,15 +106,22 @@ async def follow(
         final = Topic.TWIN_RELEASED if until_released else Topic.VERDICT_ISSUED
         waiting = set(run_ids)
         deadline = time.monotonic() + timeout_s
-        while waiting and time.monotonic() < deadline:
+        settled_at: float | None = None
+        while time.monotonic() < deadline:
+            if not waiting:
+                settled_at = settled_at or time.monotonic() + settle_s
+                if time.monotonic() >= settled_at:
+                    break
             batches = await consumer.getmany(timeout_ms=200)
             for tp, records in batches.items():
                 for record in records:
-                    key = record.key.decode() if record.key else None
+                    key = record.key.decode(errors="replace") if record.key else None
+                    if key is not None and key not in run_ids:
+                        continue  # someone else's run: not even decoded (it may be poison)
                     try:
                         value = json.loads(record.value)
-                    except (TypeError, ValueError):
-                        continue
+                    except (TypeError, ValueError, RecursionError):
+                        continue  # poison is the stages' concern; a watcher skips it
                     run_id = key or (value.get("run_id") if isinstance(value, dict) else None)
                     if run_id not in run_ids:
                         continue

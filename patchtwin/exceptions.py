@@ -11,6 +11,8 @@
     │   ├── TwinLost
     │   ├── RuntimeUnavailable     the asked-for runtime is not configured
     │   └── CloneFailed            the source namespace could not be cloned
+    ├── PatchInputUnavailable      an artifact or package of the patch could not be had
+    │   └── RerunInputChanged      a rerun's input differs from the original run's record
     └── TransientError             broker, database or Docker briefly away — retried
 """
 
@@ -75,6 +77,12 @@ class PatchInputUnavailable(PatchtwinError):
     """An artifact or a package of the patch could not be had (see the message)."""
 
     code = Code.PATCH_INPUT_UNAVAILABLE
+
+
+class RerunInputChanged(PatchInputUnavailable):
+    """A rerun fetched other bytes than the run it repeats recorded: it cannot be exact."""
+
+    code = Code.RERUN_INPUT_CHANGED
 
 
 class TransientError(PatchtwinError):

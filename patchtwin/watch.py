@@ -71,7 +71,7 @@ class RunView:
 async def watch(settings: Settings, run_id: str, console: Console, *, timeout_s: float = 900) -> VerdictIssued:
     """Shows the run live on `console` until its verdict; TimeoutError if none comes in time."""
     view = RunView(run_id)
-    events = follow(settings, {run_id}, timeout_s=timeout_s)
+    events = follow(settings, {run_id}, timeout_s=timeout_s, settle_s=1.0)
     with Live(view.render(), console=console, refresh_per_second=8, transient=False) as live:
         async with contextlib.aclosing(events):  # type: ignore[type-var]  # closes the reader at the verdict
             async for event in events:
@@ -81,6 +81,6 @@ async def watch(settings: Settings, run_id: str, console: Console, *, timeout_s:
                 if event.topic is Topic.VERDICT_ISSUED:
                     view.verdict = VerdictIssued.model_validate(event.value)
                 live.update(view.render())
-                if view.verdict is not None:
-                    return view.verdict
+    if view.verdict is not None:
+        return view.verdict
     raise TimeoutError(f"no verdict within {timeout_s:g}s for {run_id}")

@@ -29,6 +29,7 @@ class Code(StrEnum):
     PATCH_KILLED = "PATCH_KILLED"
     PATCH_INTERRUPTED = "PATCH_INTERRUPTED"
     PATCH_INPUT_UNAVAILABLE = "PATCH_INPUT_UNAVAILABLE"
+    RERUN_INPUT_CHANGED = "RERUN_INPUT_CHANGED"
     # the checks
     CHECK_REGRESSED = "CHECK_REGRESSED"
     PERFORMANCE_LIMIT_EXCEEDED = "PERFORMANCE_LIMIT_EXCEEDED"
@@ -81,6 +82,10 @@ MEANING: dict[Code, str] = {
     Code.PATCH_INPUT_UNAVAILABLE: "An artifact or package of the patch could not be had: the URL did not "
     "answer or was too large, the content did not match its sha256, or the package version is not in "
     "the platform's repositories. The message says which; a retry helps only if a server was away.",
+    Code.RERUN_INPUT_CHANGED: "A rerun (`patchtwin rerun`) fetched an artifact or package whose "
+    "content differs from what the original run recorded (e.g. a URL now serves other bytes), or one "
+    "that was not there: the message names it with both sha256. Nothing went into the twin. The run "
+    "cannot be repeated exactly; a retry cannot help.",
     Code.PATCH_INTERRUPTED: "The executor stopped while the patch ran; the twin's state is "
     "unknown, so the run is not judged.",
     Code.CHECK_REGRESSED: "A critical check passed before the patch and fails after it.",
@@ -104,7 +109,8 @@ MEANING: dict[Code, str] = {
     Code.INTERNAL_ERROR: "An unexpected fault inside patchtwin; the message has the details.",
     Code.RUN_NOT_FOUND: "`patchtwin report`/`show`: no verdict is stored for that run id, either "
     "because no such run exists (check the id) or because it is still in progress (try again "
-    "once its verdict is issued; the message says which stages are done).",
+    "once its verdict is issued; the message says which stages are done). `patchtwin rerun`: no "
+    "patch is recorded for that run id (no such run, or its patch was never applied).",
 }
 
 

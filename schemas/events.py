@@ -108,6 +108,10 @@ class TwinRequested(Event):
     ttl_s: int = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
     keep_twin: bool = False
     repeats: int = Field(default=2, ge=1, le=10)
+    rerun_of: str | None = Field(
+        default=None, pattern=RUN_ID_PATTERN,
+        description="the run this request repeats (`patchtwin rerun`): its patch inputs must have the "
+        "sha256 recorded for that run, else the verdict is an error RERUN_INPUT_CHANGED")
 
     _unique_check_names = field_validator("checks")(unique_names)
 

@@ -1,4 +1,5 @@
-"""Writes the JSON Schema of every event to schemas/json/ (`python -m schemas.generate`)."""
+"""Writes the JSON Schema of every event to schemas/json/ and the AsyncAPI document of all topics to
+schemas/asyncapi.json (`python -m schemas.generate`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def main() -> None:
     JSON_DIR.mkdir(exist_ok=True)
     for name, text in render().items():
         (JSON_DIR / name).write_text(text)
+    from schemas import asyncapi  # imports the services: only when writing
+
+    asyncapi.main()
 
 
 if __name__ == "__main__":

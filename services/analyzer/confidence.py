@@ -89,7 +89,7 @@ def compute(evidence: Evidence) -> Confidence:
     flaky = [c for c in checks if c.classification is Classification.FLAKY]
     consistent = [c for c in checks if c.classification is not Classification.FLAKY]
     usable = [c for c in consistent if has_data(c)]
-    families = sorted({c.type for c in usable})
+    families = sorted({c.type for c in usable} & set(CHECK_FAMILIES))  # known families only: coverage ≤ 1
     fidelity = UNKNOWN_FIDELITY if evidence.fidelity is None else min(1.0, max(0.0, evidence.fidelity))
     smallest = min(evidence.samples.values()) if evidence.samples else None
 

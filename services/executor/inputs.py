@@ -19,7 +19,7 @@ import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from patchtwin.exceptions import PatchInputUnavailable
+from patchtwin.exceptions import PatchInputUnavailable, RerunInputChanged
 from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN
 from patchtwin.settings import Settings
 from schemas.request import Artifact
@@ -43,8 +43,11 @@ class Fetched:
                 "source": self.source}
 
 
-async def fetch_artifacts(artifacts: list[Artifact], settings: Settings) -> list[Fetched]:
-    """Every artifact's content, checked against its sha256 when one is given."""
+async def fetch_artifacts(
+    artifacts: list[Artifact], settings: Settings, *, rerun_of: str | None = None
+) -> list[Fetched]:
+    """Every artifact's content, checked against its sha256 when one is given. In a rerun the
+    sha256 is the one the original run recorded, so a mismatch means the source changed since."""
     fetched: list[Fetched] = []
     total = 0
     for artifact in artifacts:
@@ -57,11 +60,42 @@ async def fetch_artifacts(artifacts: list[Artifact], settings: Settings) -> list
         if total > settings.artifact_max_bytes:
             raise PatchInputUnavailable(f"artifacts are over {settings.artifact_max_bytes} bytes in all")
         item = Fetched(artifact.path, content, artifact.mode, source)
+        if artifact.sha256 is not None and artifact.sha256 != item.sha256 and rerun_of is not None:
+            raise RerunInputChanged(
+                f"artifact {artifact.path} ({source}): sha256 is now {item.sha256}, run {rerun_of} recorded "
+                f"{artifact.sha256}; its content changed since, so run {rerun_of} cannot be repeated exactly")
         if artifact.sha256 is not None and artifact.sha256 != item.sha256:
             raise PatchInputUnavailable(
                 f"artifact {artifact.path}: sha256 is {item.sha256}, the request says {artifact.sha256}")
         fetched.append(item)
     return fetched
+
+
+def input_differences(recorded: dict[str, Any], fetched: dict[str, Any]) -> list[str]:
+    """How the inputs of a rerun (`fetched`) differ from those the original run `recorded`,
+    both in the `patch_runs.inputs` form: each artifact and .deb by path, compared by sha256.
+    Empty when the rerun puts exactly the same bytes into the twin."""
+    differences = []
+    for kind in ("artifacts", "packages"):
+        before = {item["path"]: item["sha256"] for item in recorded.get(kind, [])}
+        after = {item["path"]: item["sha256"] for item in fetched.get(kind, [])}
+        for path in sorted(before.keys() | after.keys()):
+            if path not in after:
+                differences.append(f"{path}: recorded with sha256 {before[path]}, not fetched now")
+            elif path not in before:
+                differences.append(f"{path}: fetched now (sha256 {after[path]}), not in the record")
+            elif before[path] != after[path]:
+                differences.append(f"{path}: sha256 is now {after[path]}, recorded {before[path]}")
+    return differences
+
+
+def verify_rerun(recorded: dict[str, Any], fetched: dict[str, Any], rerun_of: str) -> None:
+    """Refuses a rerun whose inputs are not byte for byte those of run `rerun_of`."""
+    differences = input_differences(recorded, fetched)
+    if differences:
+        raise RerunInputChanged(
+            f"the patch's inputs differ from those recorded for run {rerun_of}, so it cannot be repeated "
+            "exactly: " + "; ".join(differences))
 
 
 async def _download(url: str, settings: Settings) -> bytes:

@@ -16,14 +16,15 @@ from typing import Any
 
 import asyncpg
 
-from patchtwin import snapshot
+from patchtwin import snapshot, store
+from patchtwin.exceptions import InvalidRequest
 from patchtwin.runtime import ExecResult, TwinRuntime
 from patchtwin.runtime.base import CUT_MARKER
 from patchtwin.settings import Settings
 from patchtwin.stage import Stage, now
 from schemas import Code, Event, PatchApplied, PatchOutcome, RunContext, RunFailed, StageSpan, TwinReady
 from schemas.events import PackageChange, PatchStep
-from services.executor.inputs import fetch_artifacts, fetch_packages
+from services.executor.inputs import fetch_artifacts, fetch_packages, verify_rerun
 
 PATCH_PATH = "/opt/patchtwin/patch"
 
@@ -41,19 +42,26 @@ class PatchRecord:
 
 
 async def apply_patch(
-    ready: TwinReady, runtime: TwinRuntime, settings: Settings, records: dict[str, PatchRecord] | None = None
+    ready: TwinReady, runtime: TwinRuntime, settings: Settings, records: dict[str, PatchRecord] | None = None,
+    *, recorded: dict[str, Any] | None = None,
 ) -> PatchApplied:
     """Artifacts copied in, packages installed offline, the script run; the first step that
-    ends badly ends the patch. Fetching happens outside the twin, before anything changes."""
+    ends badly ends the patch. Fetching happens outside the twin, before anything changes.
+
+    `recorded`: for a rerun, the inputs the original run recorded; what was fetched must be
+    the same bytes, checked before anything goes into the twin (else RERUN_INPUT_CHANGED)."""
     started = now()
     context = ready.context
     patch = context.request.patch
     record = PatchRecord(run_id=ready.run_id, patch=patch.model_dump(mode="json"))
     if records is not None:
         records[ready.run_id] = record
-    artifacts = await fetch_artifacts(patch.artifacts, settings)
+    rerun_of = context.request.rerun_of
+    artifacts = await fetch_artifacts(patch.artifacts, settings, rerun_of=rerun_of)
     debs = await fetch_packages(patch.packages, context.twin.image, ready.run_id, settings) if patch.packages else []
     record.inputs = {"artifacts": [a.record() for a in artifacts], "packages": [d.record() for d in debs]}
+    if recorded is not None and rerun_of is not None:
+        verify_rerun(recorded, record.inputs, rerun_of)
     # the record keeps what a repeat needs: URL artifacts pinned to what was fetched
     record.patch["artifacts"] = [
         {"path": a.path, "content_base64": base64.b64encode(a.content).decode(), "mode": a.mode,
@@ -107,6 +115,17 @@ async def apply_patch(
         context=context.model_copy(update={"timeline": [*context.timeline, span]}),
         outcome=outcome,
     )
+
+
+async def recorded_inputs(pool: asyncpg.Pool, rerun_of: str | None) -> dict[str, Any] | None:
+    """For a rerun, what the original run's patch put into the twin (`patch_runs.inputs`)."""
+    if rerun_of is None:
+        return None
+    original = await store.load_patch_run(pool, rerun_of)
+    if original is None or original.outcome is None:
+        raise InvalidRequest(f"rerun_of: run {rerun_of} has no applied patch on record, so there is nothing "
+                             "to repeat exactly")
+    return original.inputs
 
 
 #: dpkg, offline: the .debs are all there (the helper downloaded the missing dependencies).

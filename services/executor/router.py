@@ -4,7 +4,7 @@ from faststream.kafka.annotations import KafkaMessage
 from patchtwin.runtime import Runtimes
 from patchtwin.stage import Stage
 from schemas import PatchApplied, Topic, TwinReady
-from services.executor.logic import PatchRecord, apply_patch, interrupted, store_patch_run
+from services.executor.logic import PatchRecord, apply_patch, interrupted, recorded_inputs, store_patch_run
 
 
 def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
@@ -25,9 +25,14 @@ def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
         request = ready.context.request
         context = {"asset_id": request.asset.id, "patch_id": request.patch.id,
                    "keep_twin": request.keep_twin, "timeline": ready.context.timeline}
+        async def work() -> PatchApplied:
+            recorded = await recorded_inputs(stage.pool, request.rerun_of)
+            return await apply_patch(ready, runtimes.for_twin(ready.context.twin), stage.settings, records,
+                                     recorded=recorded)
+
         await stage.handle(
             ready,
-            lambda: apply_patch(ready, runtimes.for_twin(ready.context.twin), stage.settings, records),
+            work,
             on_resume=lambda: interrupted(ready, stage),
             context=context,
             record=store_patch_run(records),

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from patchtwin.exceptions import CloneFailed, ImageUnavailable, TwinLost
-from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_RUN, TwinLimits
+from patchtwin.runtime.base import CUT_MARKER, LABEL_EXPIRES, LABEL_RUN, TwinLimits
 from patchtwin.runtime.kubernetes import API_USE, KubernetesRuntime
 from patchtwin.settings import Settings
 from schemas.asset import Asset
@@ -53,6 +53,26 @@ async def fake_and_runtime() -> AsyncIterator[tuple[FakeApiServer | None, Kubern
 @pytest.fixture
 def runtime(fake_and_runtime: tuple[FakeApiServer | None, KubernetesRuntime]) -> KubernetesRuntime:
     return fake_and_runtime[1]
+
+
+async def test_ping_answers_while_the_api_server_does(runtime: KubernetesRuntime) -> None:
+    # `/readyz` of the services that handle twins asks this of every runtime
+    assert await runtime.ping() is True
+
+
+async def test_ping_is_false_when_no_api_server_answers(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
+        "clusters": [{"name": "gone", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}],
+        "users": [{"name": "gone", "user": {"token": "x"}}],
+    }))
+    runtime = KubernetesRuntime(Settings(k8s_kubeconfig=str(kubeconfig)), owner="patchtwin-k8s-test")
+    try:
+        assert await runtime.ping() is False
+    finally:
+        await runtime.close()
 
 
 @pytest.fixture
@@ -124,9 +144,12 @@ async def test_a_command_line_too_long_for_the_url_travels_over_stdin_byte_for_b
 async def test_exec_output_is_capped_and_counted(runtime: KubernetesRuntime) -> None:
     twin = await runtime.create(new_run_id("k8s-cap"), IMAGE, limits=LIMITS, ttl_s=600, asset=asset())
 
-    result = await runtime.exec(twin, ["sh", "-c", "head -c 100000 /dev/zero"], timeout_s=10, output_cap=1000)
+    result = await runtime.exec(twin, ["seq", "1", "20000"], timeout_s=10, output_cap=1000)
 
-    assert (len(result.stdout), result.stdout_bytes, result.truncated) == (1000, 100000, True)
+    head, _, tail = result.stdout.partition(CUT_MARKER)
+    assert head.startswith(b"1\n2\n") and tail.endswith(b"19999\n20000\n")
+    assert len(head) + len(tail) == 1000
+    assert (result.stdout_bytes, result.truncated) == (len(b"".join(b"%d\n" % i for i in range(1, 20001))), True)
 
 
 async def test_restricted_twin_cannot_write_its_root_filesystem_but_gets_a_file_copied_in(

@@ -53,14 +53,16 @@ async def test_metrics_describe_a_run_after_it_ends(
     finally:
         await runtime.destroy_run(run_id)
 
+    # The pipeline is shared by the session: another test's late event may be counted in
+    # between, so each count grows by at least this run's one.
     for stage in SERVICES:
-        assert value(after, "patchtwin_stage_duration_seconds_count", stage=stage) == value(
+        assert value(after, "patchtwin_stage_duration_seconds_count", stage=stage) >= value(
             before, "patchtwin_stage_duration_seconds_count", stage=stage) + 1, stage
         assert value(after, "patchtwin_stage_duration_seconds_sum", stage=stage) > 0, stage
-    assert value(after, "patchtwin_runs_total", status="passed") == value(
+    assert value(after, "patchtwin_runs_total", status="passed") >= value(
         before, "patchtwin_runs_total", status="passed") + 1
     for family in ("port", "http"):
-        assert value(after, "patchtwin_check_results_total", family=family, classification="stable") == value(
+        assert value(after, "patchtwin_check_results_total", family=family, classification="stable") >= value(
             before, "patchtwin_check_results_total", family=family, classification="stable") + 1
     # the kept twin is alive and measured
     assert value(after, "patchtwin_twins_alive") >= 1
@@ -77,10 +79,10 @@ async def test_health_and_readiness(pipeline: App) -> None:
     assert status == 200
     status, body = await _get(f"{pipeline.endpoints.url}/readyz")
     checks = json.loads(body)["checks"]
-    assert (checks["kafka"], checks["database"], checks["docker"]) == (True, True, True)
-    # one check per runtime in use; ready (200) exactly when every one of them answers
+    # one check per runtime in use (docker, and kubernetes: the fake API server), all answering
     assert set(checks) == {"kafka", "database", *pipeline.runtimes.names()}  # type: ignore[union-attr]
-    assert status == (200 if all(checks.values()) else 503), body
+    assert checks == dict.fromkeys(checks, True), body
+    assert status == 200, body
 
 
 async def test_not_ready_while_a_dependency_does_not_answer() -> None:

@@ -33,6 +33,12 @@ from aiodocker.exceptions import DockerError
 from aiohttp import WSMsgType, web
 
 FAKE_LABEL = "io.patchtwin.k8s-fake"
+#: `GET /version` as an API server answers it: every field, for the client's VersionInfo requires them all.
+VERSION = {
+    "major": "1", "minor": "31", "gitVersion": "v1.31.0-patchtwin-fake", "gitCommit": "0" * 40,
+    "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z", "goVersion": "go1.22.5", "compiler": "gc",
+    "platform": "linux/amd64",
+}
 RESOURCE_KINDS = {
     "namespaces": "Namespace", "pods": "Pod", "services": "Service", "configmaps": "ConfigMap",
     "secrets": "Secret", "resourcequotas": "ResourceQuota", "limitranges": "LimitRange",
@@ -309,8 +315,8 @@ class FakeApiServer:
             except ValueError:
                 return status(400, "BadRequest", "the body is not JSON")
         self.calls.append(Call(request.method, request.path, list(request.query.items()), body))
-        if request.path == "/version":
-            return web.json_response({"major": "1", "minor": "31", "gitVersion": "v1.31.0-patchtwin-fake"})
+        if request.path in ("/version", "/version/"):  # kubernetes_asyncio's VersionApi asks for `/version/`
+            return web.json_response(VERSION)
         parts = request.path.strip("/").split("/")
         if parts[0] == "api" and len(parts) >= 3 and parts[1] == "v1":
             rest = parts[2:]
