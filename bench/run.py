@@ -303,8 +303,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(services.stop)
     stages = [breakdown(s) for s in ref]
     stage_names = [k for k in stages[0]] if stages else []
+    # The bus overhead is measured on the reference runs (one at a time); in the burst a hop
+    # also holds the wait for a free worker (back-pressure), shown apart.
     ref_hops = [h for s in ref for h in hops(s)]
-    all_hops = ref_hops + burst.pop("hops")
+    burst_hops = burst.pop("hops")
     e2e = [s["end_to_end"] for s in stages]
     ref_statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in ref]
     return {
@@ -319,8 +321,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "floor": {"median_s": round(_median(floor), 3), "p95_s": round(_p95(floor), 3)},
         "ratio_to_floor": round(_median(e2e) / _median(floor), 2),
         "throughput": burst,
-        "bus_hop": {"count": len(all_hops), "median_ms": round(1000 * _median(all_hops), 1),
-                    "p95_ms": round(1000 * _p95(all_hops), 1)},
+        "bus_hop": {"count": len(ref_hops), "median_ms": round(1000 * _median(ref_hops), 1),
+                    "p95_ms": round(1000 * _p95(ref_hops), 1)},
+        "burst_hop": {"count": len(burst_hops), "median_ms": round(1000 * _median(burst_hops), 1),
+                      "p95_ms": round(1000 * _p95(burst_hops), 1)},
     }
 
 
@@ -337,7 +341,7 @@ def show(result: dict[str, Any]) -> None:
     targets = [
         ("median end-to-end / floor", f"{result['ratio_to_floor']:.2f}", "≤ 1.5",
          result["ratio_to_floor"] <= 1.5),
-        ("bus hop median", f"{hop['median_ms']:.1f} ms (p95 {hop['p95_ms']:.1f})", "≤ 20 ms",
+        ("bus hop median (reference runs)", f"{hop['median_ms']:.1f} ms (p95 {hop['p95_ms']:.1f})", "≤ 20 ms",
          hop["median_ms"] <= 20),
         (f"throughput, {t['runs']} at once", f"{t['runs_per_minute']:.1f} runs/min, {t['errors']} errors",
          "≥ 30/min, 0 errors", t["runs_per_minute"] >= 30 and t["errors"] == 0),
@@ -351,6 +355,9 @@ def show(result: dict[str, Any]) -> None:
     console.print(f"most twins alive at once: {t['max_twins_alive']} (limit {t['twin_limit']}, "
                   f"{t['stage_workers']} workers per stage); services' peak RSS: "
                   f"{t['services_peak_rss_mb']} MB; statuses: {t['statuses']}")
+    burst_hop = result["burst_hop"]
+    console.print(f"hop in the burst (with the wait for a free worker): median {burst_hop['median_ms']:.1f} ms, "
+                  f"p95 {burst_hop['p95_ms']:.1f} ms")
 
 
 def cli() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from patchtwin import snapshot
@@ -35,8 +36,16 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
         hardening=hardening_for(request, settings), asset=request.asset,
     )
     ready = await wait_ready(runtime, twin, asset, settings.readiness_timeout_s)
-    baseline = await run_suite(runtime, twin, request.checks, rounds=request.repeats)
-    state = await _snapshot(runtime, twin, request, settings, ready.managers)
+    # Both only read the twin: run side by side (the snapshot's exec overlaps the probe rounds).
+    # (gather, not a TaskGroup: the first error propagates as itself, not in an ExceptionGroup)
+    probing = asyncio.ensure_future(run_suite(runtime, twin, request.checks, rounds=request.repeats))
+    snapshotting = asyncio.ensure_future(_snapshot(runtime, twin, request, settings, ready.managers))
+    try:
+        baseline, state = await asyncio.gather(probing, snapshotting)
+    except BaseException:
+        probing.cancel()
+        snapshotting.cancel()
+        raise
     return TwinReady(
         run_id=request.run_id,
         context=RunContext(
