@@ -1,0 +1,40 @@
+"""A snapshot of a real twin reads its sysctls exactly as /proc/sys holds them, in one cheap
+pass (it is taken twice a run, in a twin of half a CPU, so its cost is every run's latency)."""
+
+from __future__ import annotations
+
+from patchtwin import snapshot
+from patchtwin.runtime import DockerRuntime, TwinLimits
+from schemas.asset import Asset
+from tests.clients import new_run_id
+
+#: What a snapshot's sysctls must equal: each readable file's first line, read by the shell's
+#: `read` (which trims the ends), at most 3000 files; empty files have no value to read.
+_EACH_FILE_READ = r"""
+find /proc/sys -type f -perm -u+r -print0 2>/dev/null | head -z -n 3000 |
+  while IFS= read -r -d '' f; do
+    read -r v < "$f" 2>/dev/null || continue
+    key=${f#/proc/sys/}; printf '%s\t%s\n' "${key//\//.}" "$v"
+  done
+"""
+
+
+async def test_snapshot_reads_every_readable_sysctl_as_the_shell_reads_it(
+    runtime: DockerRuntime, images: list[str]
+) -> None:
+    asset = Asset.model_validate({"id": "snap", "platform": {"os": "debian", "version": "12"}})
+    twin = await runtime.create(new_run_id("snap"), "patchtwin/debian:12",
+                                limits=TwinLimits(cpus=0.5, memory_mb=128, pids=128), ttl_s=300)
+    try:
+        state = await snapshot.take(runtime, twin, asset, roots=["/etc"], max_files=5000)
+        each = await runtime.exec(twin, ["bash", "-c", _EACH_FILE_READ], timeout_s=60)
+    finally:
+        await runtime.destroy(twin.name)
+    expected = dict(line.split("\t", 1) for line in each.stdout.decode().splitlines())
+    assert len(expected) > 300, "a Debian twin has hundreds of readable sysctls"
+    # values of more than one field (tabs inside) are not single sysctl values: the parser skips them
+    single = {k: v for k, v in expected.items() if "\t" not in v}
+    assert state.sysctls.keys() == single.keys()
+    stable = {k for k in single if not snapshot.VOLATILE_SYSCTLS.match(k)}
+    assert {k: state.sysctls[k] for k in stable} == {k: single[k] for k in stable}
+    assert state.sysctls["net.ipv4.ip_forward"] in {"0", "1"}
