@@ -5,9 +5,11 @@
 Starts `patchtwin up` as its own process (embedded broker, PostgreSQL, the five services), then:
 
 1. the reference scenario `--runs` times, one after another: publish → verdict, by stage;
-2. the floor: the same container work done directly with the Docker API, as many times;
+2. the floor: the same container work done directly with the Docker API, as many times; and
+   the floor with the same evidence (baseline, snapshots, repeats) as bare execs, to show
+   what the orchestration itself adds;
 3. throughput: `--burst` runs published at once;
-4. bus overhead: publish-to-handler-start of every Kafka hop seen in 1 and 3.
+4. bus overhead: publish-to-handler-start of every Kafka hop seen in 1 (in 3, shown apart).
 
 Every figure comes from this run; the targets are judged on the ratios, not on absolutes.
 """
@@ -44,6 +46,7 @@ from patchtwin.demo import CHECKS, GOOD_PATCH
 from patchtwin.images import web_ref
 from patchtwin.runtime.docker import LABEL_OWNER, LABEL_RUN
 from patchtwin.settings import Settings
+from patchtwin.snapshot import build_script as snapshot_script
 from schemas import TwinRequested
 from schemas.topics import Topic
 
@@ -203,10 +206,22 @@ def hops(seen: Seen) -> list[float]:
 # -- the floor --------------------------------------------------------------------------------
 
 
-async def floor_once(docker: aiodocker.Docker, image: str) -> float:
+def floor_steps(*, with_evidence: bool) -> list[list[str]]:
+    """The execs of a floor run. The issue's floor: start nginx, the patch, one exec with the
+    checks. With evidence, what a verdict also needs, still as bare execs: the checks twice
+    and a state snapshot before the patch, a snapshot and the checks twice after it."""
+    request = TwinRequested.model_validate(reference_request("floor"))
+    checks = ["bash", "-c", build_script(request.checks)]
+    if not with_evidence:
+        return [["service", "nginx", "start"], ["sh", "-c", GOOD_PATCH], checks]
+    state = snapshot_script(request.asset, ["/etc"], 5000, {"nginx": "sysv"})
+    return [["service", "nginx", "start"], checks, checks, state, ["sh", "-c", GOOD_PATCH], state, checks, checks]
+
+
+async def floor_once(docker: aiodocker.Docker, image: str, *, with_evidence: bool = False) -> float:
     """The same container work with the Docker API and nothing else: create and start a twin,
-    start nginx, exec the patch, one exec with the same checks, remove."""
-    script = build_script(TwinRequested.model_validate(reference_request("floor")).checks)
+    the execs of `floor_steps`, remove."""
+    steps = floor_steps(with_evidence=with_evidence)
     started = time.perf_counter()
     container = await docker.containers.create(
         config={"Image": image, "Cmd": ["sleep", "infinity"],
@@ -214,7 +229,7 @@ async def floor_once(docker: aiodocker.Docker, image: str) -> float:
         name=f"patchtwin-floor-{uuid.uuid4().hex[:8]}")
     try:
         await container.start()
-        for argv in (["service", "nginx", "start"], ["sh", "-c", GOOD_PATCH], ["bash", "-c", script]):
+        for argv in steps:
             execution = await container.exec(argv)
             async with execution.start(detach=False) as stream:
                 while await stream.read_out() is not None:
@@ -228,17 +243,19 @@ async def floor_once(docker: aiodocker.Docker, image: str) -> float:
 
 
 async def reference_and_floor(collector: Collector, docker: aiodocker.Docker,
-                              runs: int) -> tuple[list[Seen], list[float]]:
-    """Alternates a patchtwin run and a floor run, so both see the same machine load."""
-    results, floor = [], []
-    for i in range(runs + 1):  # the first pair warms caches and is not counted
+                              runs: int) -> tuple[list[Seen], list[float], list[float]]:
+    """Alternates a patchtwin run and the floor runs, so all see the same machine load."""
+    results, floor, evidence_floor = [], [], []
+    for i in range(runs + 1):  # the first round warms caches and is not counted
         seen = await collector.submit(reference_request(f"bench-ref-{uuid.uuid4().hex[:8]}"))
         await asyncio.wait_for(seen.done.wait(), 300)
         floor_s = await floor_once(docker, web_ref("12"))
+        evidence_s = await floor_once(docker, web_ref("12"), with_evidence=True)
         if i:
             results.append(seen)
             floor.append(floor_s)
-    return results, floor
+            evidence_floor.append(evidence_s)
+    return results, floor, evidence_floor
 
 
 async def twins_alive(docker: aiodocker.Docker) -> int:
@@ -294,7 +311,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await collector.start()
             console.print(f"reference scenario and floor: {args.runs} runs each, alternating")
-            ref, floor = await reference_and_floor(collector, docker, args.runs)
+            ref, floor, evidence_floor = await reference_and_floor(collector, docker, args.runs)
             console.print(f"throughput: {args.burst} runs at once")
             burst = await throughput(collector, services, docker, args.burst)
         finally:
@@ -320,6 +337,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         },
         "floor": {"median_s": round(_median(floor), 3), "p95_s": round(_p95(floor), 3)},
         "ratio_to_floor": round(_median(e2e) / _median(floor), 2),
+        "floor_with_evidence": {"median_s": round(_median(evidence_floor), 3),
+                                "p95_s": round(_p95(evidence_floor), 3)},
+        "ratio_to_floor_with_evidence": round(_median(e2e) / _median(evidence_floor), 2),
         "throughput": burst,
         "bus_hop": {"count": len(ref_hops), "median_ms": round(1000 * _median(ref_hops), 1),
                     "p95_ms": round(1000 * _p95(ref_hops), 1)},
@@ -336,7 +356,11 @@ def show(result: dict[str, Any]) -> None:
         table.add_row(name, f"{figures['median_s']:.3f}", f"{figures['p95_s']:.3f}")
     table.add_row("floor (Docker API)", f"{result['floor']['median_s']:.3f}",
                   f"{result['floor']['p95_s']:.3f}")
+    table.add_row("floor with the same evidence", f"{result['floor_with_evidence']['median_s']:.3f}",
+                  f"{result['floor_with_evidence']['p95_s']:.3f}")
     console.print(table)
+    console.print(f"end-to-end / floor with the same evidence: {result['ratio_to_floor_with_evidence']:.2f} "
+                  "(what the orchestration adds: Kafka, the database, supervision, decoding)")
     t, hop = result["throughput"], result["bus_hop"]
     targets = [
         ("median end-to-end / floor", f"{result['ratio_to_floor']:.2f}", "≤ 1.5",
