@@ -206,6 +206,14 @@ def _diff_lines(diff: StateDiff, limit: int = 25) -> list[str]:
     return lines
 
 
+def _readiness(check: CheckVerdict) -> str:
+    """When the check first passed after the patch, and on which attempt (retries show here)."""
+    if check.time_to_pass_s is None:
+        return "never" if check.after != "passed" or check.attempts > 1 else ""
+    attempt = f", attempt {check.attempts}" if check.attempts > 1 else ""
+    return f"{check.time_to_pass_s:.1f} s{attempt}"
+
+
 def render_markdown(verdict: VerdictIssued) -> str:
     lines = [
         f"## patchtwin: {_HEADLINE[verdict.status]} — patch `{verdict.patch_id}` on `{verdict.asset_id}`",
@@ -228,11 +236,12 @@ def render_markdown(verdict: VerdictIssued) -> str:
         lines.append("")
     if verdict.checks:
         lines += ["### Checks, before and after the patch", "",
-                  "| check | type | critical | before | after | classification | observed after |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| check | type | critical | before | after | classification | ready after | observed after |",
+                  "|---|---|---|---|---|---|---|---|"]
         for c in verdict.checks:
             lines.append(f"| {_cell(c.name)} | {c.type} | {'yes' if c.critical else 'no'} | {c.baseline} | "
-                         f"{c.after} | **{c.classification.value}** | {_cell(c.evidence.get('message', ''), 120)} |")
+                         f"{c.after} | **{c.classification.value}** | {_readiness(c)} | "
+                         f"{_cell(c.evidence.get('message', ''), 120)} |")
         lines.append("")
         changed = [c for c in verdict.checks if c.classification is not Classification.STABLE]
         for c in changed:

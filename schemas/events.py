@@ -223,6 +223,13 @@ class CheckVerdict(BaseModel):
     classification: Classification
     evidence: dict[str, Any] = Field(default_factory=dict)
     baseline_evidence: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = Field(default=1, description="after the patch: attempts in the first repeat (1 + retries used)")
+    time_to_pass_s: float | None = Field(
+        default=None, description="after the patch: seconds from the start of the probe until the check first passed"
+    )
+    observations: list[str] = Field(
+        default_factory=list, description="after the patch: the status seen in each repeat (they differ when flaky)"
+    )
 
 
 class ConfidenceFactor(BaseModel):

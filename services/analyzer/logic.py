@@ -90,6 +90,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
             name=name, type=check.type, critical=check.critical, baseline=b.status.value,
             after=a.status.value, classification=kind, evidence={"message": a.message, **a.evidence},
             baseline_evidence={"message": b.message, **b.evidence},
+            attempts=a.attempts, time_to_pass_s=a.time_to_pass_s, observations=[o.value for o in a.observations],
         ))
         if check.type == "performance":
             counts = [n for n in (read_samples(b.evidence), read_samples(a.evidence)) if n is not None]

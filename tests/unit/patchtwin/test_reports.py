@@ -98,3 +98,16 @@ def test_markdown_lists_what_the_patch_changed_in_the_twin() -> None:
     assert "- packages changed: `openssl 3.0.11 → 3.0.13`" in md
     assert "- ports opened: `" in md
     JUNIT_XSD.validate(render_junit(verdict))
+
+
+def test_markdown_says_when_each_check_was_ready_after_the_patch() -> None:
+    event = completed([("slow", True, [P, P], [P, P]), ("down", True, [P, P], [F, F])])
+    slow, down = event.after.results
+    slow.attempts, slow.time_to_pass_s = 3, 3.1
+    down.attempts = 4
+
+    rows = {line.split("|")[1].strip(): line for line in render_markdown(judge(event)).splitlines()
+            if line.startswith("| slow") or line.startswith("| down")}
+
+    assert "| 3.1 s, attempt 3 |" in rows["slow"]
+    assert "| never |" in rows["down"]

@@ -165,3 +165,17 @@ def test_the_verdict_carries_a_summary_of_what_the_patch_changed() -> None:
 
     assert verdict.state_diff_summary == "1 package changed, 1 file changed"
     assert verdict.patch is not None and verdict.patch.state_diff == diff
+
+
+def test_each_check_of_the_verdict_says_how_it_got_ready_after_the_patch() -> None:
+    """Per-check readiness is evidence too: a check that passed on its third attempt, 3 s into
+    the probe, says so in the verdict, with the status of each repeat."""
+    event = completed([("slow", True, [P, P], [P, P]), ("steady", True, [P, P], [P, P])])
+    slow = event.after.results[0]
+    slow.attempts, slow.time_to_pass_s = 3, 3.1
+
+    checks = {c.name: c for c in judge(event).checks}
+
+    assert (checks["slow"].attempts, checks["slow"].time_to_pass_s, checks["slow"].observations) == (
+        3, 3.1, ["passed", "passed"])
+    assert (checks["steady"].attempts, checks["steady"].time_to_pass_s) == (1, None)
