@@ -9,7 +9,8 @@ Starts `patchtwin up` as its own process (embedded broker, PostgreSQL, the five 
    the floor with the same evidence (baseline, snapshots, repeats) as bare execs, to show
    what the orchestration itself adds;
 3. throughput: `--burst` runs published at once;
-4. bus overhead: publish-to-handler-start of every Kafka hop seen in 1 (in 3, shown apart).
+4. bus overhead: publish-to-handler-start of every Kafka hop seen in 1 (in 3, shown apart),
+   and stage to stage (with the outbox commit before the publish).
 
 Every figure comes from this run; the targets are judged on the ratios, not on absolutes.
 """
@@ -117,6 +118,8 @@ class Seen:
     published: float = 0.0
     events: dict[Topic, dict[str, Any]] = field(default_factory=dict)
     received: dict[Topic, float] = field(default_factory=dict)
+    #: when each event was published: its Kafka record's timestamp (set by the producer)
+    created: dict[Topic, float] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -156,6 +159,7 @@ class Collector:
                     topic = Topic(tp.topic)
                     seen.events[topic] = json.loads(record.value)
                     seen.received[topic] = time.time()
+                    seen.created[topic] = record.timestamp / 1000
                     if {Topic.VERDICT_ISSUED, Topic.TWIN_RELEASED} <= seen.events.keys():
                         seen.done.set()
 
@@ -193,9 +197,22 @@ def breakdown(seen: Seen) -> dict[str, float]:
     return out
 
 
+#: Each hop between stages: the event one stage publishes, and the span of the stage it starts.
+HOPS = ((Topic.TWIN_READY, "patch"), (Topic.PATCH_APPLIED, "probe"), (Topic.CHECKS_COMPLETED, "analyze"))
+
+
+def bus_hops(seen: Seen) -> list[float]:
+    """Publish to handler start: the event's Kafka timestamp (the producer sets it when it
+    sends) to the start of the next stage's work (the handler has decoded and claimed it)."""
+    verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
+    spans = {s["stage"]: s for s in verdict.get("timeline") or []}
+    return [_ts(spans[stage]["started_at"]) - seen.created[topic]
+            for topic, stage in HOPS if stage in spans and topic in seen.created]
+
+
 def hops(seen: Seen) -> list[float]:
-    """Publish-to-handler-start of each hop between stages: the previous stage's end (its event
-    written to the outbox and published) to the next stage's start."""
+    """Stage to stage: the previous stage's end of work (then its event is committed to the
+    outbox, durably, and published) to the next stage's start of work."""
     verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
     timeline = verdict.get("timeline") or seen.events.get(Topic.CHECKS_COMPLETED, {}).get(
         "context", {}).get("timeline", [])
@@ -288,7 +305,7 @@ async def throughput(collector: Collector, services: Services, docker: aiodocker
         "twin_limit": Settings().twin_limit(),
         "stage_workers": Settings().stage_workers,
         "services_peak_rss_mb": round(max(peak_rss, services.memory_mb("VmHWM")), 1),
-        "hops": [h for s in seen for h in hops(s)],
+        "hops": [h for s in seen for h in bus_hops(s)],
     }
 
 
@@ -322,7 +339,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     stage_names = [k for k in stages[0]] if stages else []
     # The bus overhead is measured on the reference runs (one at a time); in the burst a hop
     # also holds the wait for a free worker (back-pressure), shown apart.
-    ref_hops = [h for s in ref for h in hops(s)]
+    ref_hops = [h for s in ref for h in bus_hops(s)]
+    stage_hops = [h for s in ref for h in hops(s)]
     burst_hops = burst.pop("hops")
     e2e = [s["end_to_end"] for s in stages]
     ref_statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in ref]
@@ -343,6 +361,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": burst,
         "bus_hop": {"count": len(ref_hops), "median_ms": round(1000 * _median(ref_hops), 1),
                     "p95_ms": round(1000 * _p95(ref_hops), 1)},
+        "stage_to_stage": {"count": len(stage_hops), "median_ms": round(1000 * _median(stage_hops), 1),
+                           "p95_ms": round(1000 * _p95(stage_hops), 1)},
         "burst_hop": {"count": len(burst_hops), "median_ms": round(1000 * _median(burst_hops), 1),
                       "p95_ms": round(1000 * _p95(burst_hops), 1)},
     }
@@ -379,6 +399,9 @@ def show(result: dict[str, Any]) -> None:
     console.print(f"most twins alive at once: {t['max_twins_alive']} (limit {t['twin_limit']}, "
                   f"{t['stage_workers']} workers per stage); services' peak RSS: "
                   f"{t['services_peak_rss_mb']} MB; statuses: {t['statuses']}")
+    between = result["stage_to_stage"]
+    console.print(f"stage to stage (with the durable outbox commit before the publish): median "
+                  f"{between['median_ms']:.1f} ms, p95 {between['p95_ms']:.1f} ms")
     burst_hop = result["burst_hop"]
     console.print(f"hop in the burst (with the wait for a free worker): median {burst_hop['median_ms']:.1f} ms, "
                   f"p95 {burst_hop['p95_ms']:.1f} ms")

@@ -28,6 +28,22 @@ def _stage_spans(finished: Sequence[ReadableSpan], run_id: str) -> dict[str, Rea
             if s.attributes and ATTR_SERVICE in s.attributes}
 
 
+def _chain(finished: Sequence[ReadableSpan], run_id: str) -> tuple[list[int], ReadableSpan | None]:
+    """The span ids above the janitor's stage span, walking up its trace, and the span the walk
+    ended on: the root (no parent) when the chain is whole, else None."""
+    stages = _stage_spans(finished, run_id)
+    if "janitor" not in stages:
+        return [], None
+    span: ReadableSpan | None = stages["janitor"]
+    assert span is not None
+    in_trace = {s.context.span_id: s for s in finished if s.context.trace_id == span.context.trace_id}
+    ancestors: list[int] = []
+    while span is not None and span.parent is not None:
+        ancestors.append(span.parent.span_id)
+        span = in_trace.get(span.parent.span_id)
+    return ancestors, span
+
+
 async def test_one_run_is_one_trace_across_the_five_services(
     pipeline: App, settings: Settings, spans: InMemorySpanExporter
 ) -> None:
@@ -35,21 +51,18 @@ async def test_one_run_is_one_trace_across_the_five_services(
     await publish(settings, "twin.requested", nginx_request(run_id, "true", checks=[{"type": "port", "port": 80}]))
     await read_topic(settings, "twin.released", match=keyed(run_id), timeout_s=120)
 
-    finished = await wait_for_spans(spans, lambda f: len(_stage_spans(f, run_id)) == len(SERVICES))
+    # The janitor's own consumer span ends a moment after its stage span (after the commit):
+    # wait for the whole chain up to the run's root span, not only for the five stage spans.
+    finished = await wait_for_spans(
+        spans, lambda f: len(_stage_spans(f, run_id)) == len(SERVICES) and _chain(f, run_id)[1] is not None)
 
     stages = _stage_spans(finished, run_id)
     assert set(stages) == set(SERVICES)
     trace_ids = {s.context.trace_id for s in _of_run(finished, run_id)}
     assert len(trace_ids) == 1, f"{len(trace_ids)} traces for one run"
-    [trace_id] = trace_ids
-    in_trace = {s.context.span_id: s for s in finished if s.context.trace_id == trace_id}
     # Parent to child across services: walking up from the janitor's span passes through the
     # span under which every earlier service did its work, in pipeline order.
-    ancestors = []
-    span: ReadableSpan | None = stages["janitor"]
-    while span is not None and span.parent is not None:
-        ancestors.append(span.parent.span_id)
-        span = in_trace.get(span.parent.span_id)
+    ancestors, span = _chain(finished, run_id)
     positions = [ancestors.index(stages[name].parent.span_id)  # type: ignore[union-attr]
                  for name in ("analyzer", "prober", "executor", "provisioner")]
     assert positions == sorted(positions)
