@@ -7,8 +7,11 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from patchtwin.images import web_ref
@@ -92,3 +95,26 @@ async def verdicts_of(settings: Settings, run_id: str, *, settle_s: float = 3.0,
     records = await read_topic(settings, "verdict.issued", match=keyed(run_id), count=1,
                                timeout_s=timeout_s, settle_s=settle_s)
     return [json.loads(r.value) for r in records]
+
+
+@asynccontextmanager
+async def serving(files: dict[str, bytes]) -> AsyncIterator[str]:
+    """An HTTP server on the host that the executor can fetch from (a twin cannot: it has no
+    network): `/NAME` answers `files[NAME]` as it is at the time of the request, so a test can
+    change the content between runs. Yields the base URL."""
+
+    async def serve(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return web.Response(body=files[name]) if name in files else web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

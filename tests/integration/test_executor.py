@@ -12,13 +12,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 
 from patchtwin.app import App
 from patchtwin.images import base_ref
 from patchtwin.runtime import DockerRuntime
 from patchtwin.settings import Settings
-from tests.clients import keyed, new_run_id, publish, read_topic, verdicts_of
+from tests.clients import keyed, new_run_id, publish, read_topic, serving, verdicts_of
 
 
 def request(run_id: str, script: str = "", *, timeout_s: float = 30, memory_mb: int | None = None,
@@ -219,20 +218,8 @@ async def test_a_package_version_not_in_the_repositories_is_an_input_error(
 @pytest.fixture
 async def file_server() -> AsyncIterator[str]:
     """A URL the executor can fetch (the twin could not: it has no network)."""
-    async def tool(_: web.Request) -> web.Response:
-        return web.Response(body=b"#!/bin/sh\necho tool ran\n")
-
-    app = web.Application()
-    app.router.add_get("/tool.sh", tool)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving({"tool.sh": b"#!/bin/sh\necho tool ran\n"}) as url:
+        yield url
 
 
 async def test_artifacts_are_copied_in_with_their_mode_before_the_script(

@@ -10,13 +10,12 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
 from patchtwin import store
 from patchtwin.app import App
 from patchtwin.cli import _parser, _rerun
 from patchtwin.settings import Settings
-from tests.clients import new_run_id
+from tests.clients import new_run_id, serving
 from tests.integration.test_executor import request, verdict_for
 
 CONF = b"key=value\n"
@@ -25,22 +24,9 @@ CONF = b"key=value\n"
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[str, dict[str, bytes]]]:
     """A URL the executor fetches, and the bytes behind it (a test may change them)."""
-    content = {"tool": b"#!/bin/sh\necho tool v1\n"}
-
-    async def tool(_: web.Request) -> web.Response:
-        return web.Response(body=content["tool"])
-
-    app = web.Application()
-    app.router.add_get("/tool.sh", tool)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/tool.sh", content
-    finally:
-        await runner.cleanup()
+    content = {"tool.sh": b"#!/bin/sh\necho tool v1\n"}
+    async with serving(content) as url:
+        yield f"{url}/tool.sh", content
 
 
 async def first_run(settings: Settings, url: str) -> str:
@@ -95,7 +81,7 @@ async def test_a_url_that_now_serves_other_bytes_is_refused_with_rerun_input_cha
 ) -> None:
     url, content = served
     original = await first_run(settings, url)
-    content["tool"] = b"#!/bin/sh\necho tool v2\n"
+    content["tool.sh"] = b"#!/bin/sh\necho tool v2\n"
     capsys.readouterr()
 
     exit_code, out, err = await rerun(settings, original, capsys)
@@ -105,7 +91,7 @@ async def test_a_url_that_now_serves_other_bytes_is_refused_with_rerun_input_cha
     assert verdict["status"] == "error"
     assert [i["code"] for i in verdict["issues"]] == ["RERUN_INPUT_CHANGED"]
     message = verdict["issues"][0]["message"]
-    assert url in message and hashlib.sha256(content["tool"]).hexdigest() in message
+    assert url in message and hashlib.sha256(content["tool.sh"]).hexdigest() in message
     assert verdict["patch"] is None  # nothing ran
 
 
