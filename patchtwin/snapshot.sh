@@ -1,24 +1,26 @@
 # patchtwin snapshot: the twin's system state in one exec, one record per line (TAB-separated).
 # Arguments: max-files, then "root:PATH", "extra:PATH" and "svc:NAME:MANAGER" items.
 pt_snapshot_main() {
-  local max=$1 item roots="" extras="" f sl local rem state rest p comm total
+  local max=$1 item roots="" extras="" f sl local rem state rest p comm total declared=" "
   shift
   printf 'began\t%s\n' "$(date +%s%N)"
   for item in "$@"; do
     case $item in
       root:*) roots="$roots ${item#root:}" ;;
       extra:*) extras="$extras ${item#extra:}" ;;
-      svc:*) item=${item#svc:}; pt_status "${item%%:*}" "${item#*:}" ;;
+      svc:*) item=${item#svc:}; declared="$declared${item%%:*} "; pt_status "${item%%:*}" "${item#*:}" ;;
     esac
   done
   if ! pt_systemd && [ -d /etc/init.d ]; then
     for f in /etc/init.d/*; do
       [ -x "$f" ] && grep -q 'status' "$f" 2>/dev/null || continue
       case ${f##*/} in rc|rcS|skeleton|README|*.sh) continue ;; esac
+      case $declared in *" ${f##*/} "*) continue ;; esac  # already recorded, with its declared manager
       pt_status "${f##*/}" sysv
     done
   elif pt_systemd; then
     systemctl list-units --type=service --all --no-legend --plain 2>/dev/null | while read -r f _; do
+      case $declared in *" ${f%.service} "*) continue ;; esac
       pt_status "${f%.service}" systemd
     done
   fi

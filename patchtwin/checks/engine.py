@@ -257,11 +257,14 @@ class _Runner:
     context: _Context
     execs: int = 0
     exec_durations: list[float] = field(default_factory=list)
+    #: when the last round began (monotonic): repeats are paced start to start
+    last_round_at: float = 0.0
 
     async def round(self, indices: Sequence[int]) -> dict[int, CheckResult]:
         """One exec: the asked-for checks, raw results finished against the baseline."""
         script = build_script(self.checks, indices, self.context)
         self.execs += 1
+        self.last_round_at = time.monotonic()
         execution = await self.runtime.exec(
             self.twin, ["bash", "-c", script, PROBE_ARGV0],
             timeout_s=round_timeout(self.checks, indices), output_cap=8 * 1024 * 1024,
@@ -370,6 +373,9 @@ async def run_suite(
 ) -> SuiteResult:
     """The suite on the twin: readiness in the first repeat, then `rounds - 1` single-round repeats.
 
+    Repeats sample the twin at least `pause_s` apart, start to start: a round that itself
+    takes that long is followed at once (an idle pause after it would only add latency).
+
     Without `baseline` this *is* the baseline: log checks take their marks in the first round.
     With it, log checks count lines added since the baseline's marks and performance limits
     may be relative to the baseline's figures.
@@ -384,7 +390,7 @@ async def run_suite(
     repeats = [await runner.ready(started)]
     everything = list(range(len(checks)))
     for _ in range(rounds - 1):
-        await asyncio.sleep(pause_s)
+        await asyncio.sleep(max(0.0, runner.last_round_at + pause_s - time.monotonic()))
         repeats.append(await runner.round(everything))
     return SuiteResult(
         results=merge_repeats(repeats, len(checks)),

@@ -161,6 +161,7 @@ async def supervise_with_exec(
     output_cap: int = 1024 * 1024,
     user: str = "",
     grace_s: float = 5.0,
+    files: Sequence[tuple[str, bytes, int]] = (),
 ) -> ExecResult:
     """`run_supervised` for a runtime that has only exec and file copies: the same supervisor,
     its status read back with one more exec; the runtime's own exec deadline (`timeout_s` +
@@ -168,7 +169,7 @@ async def supervise_with_exec(
     # /tmp: writable by any user, and read back with exec (a tmpfs is no obstacle to that)
     status_path = f"/tmp/.patchtwin-status-{uuid.uuid4().hex[:16]}.json"
     supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
-    await runtime.put_files(twin, [(supervisor_path, SUPERVISOR, 0o755)])
+    await runtime.put_files(twin, [(supervisor_path, SUPERVISOR, 0o755), *files])
     limit = f"{max(timeout_s, 0.01):.3f}"
     wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
     result = await runtime.exec(twin, wrapped, timeout_s=timeout_s + grace_s, output_cap=output_cap, user=user,
@@ -239,9 +240,11 @@ class TwinRuntime(Protocol):
         output_cap: int = 1024 * 1024,
         user: str = "",
         grace_s: float = 5.0,
+        files: Sequence[tuple[str, bytes, int]] = (),
     ) -> ExecResult:
         """Runs a patch with every ending told apart (exit code vs signal, timeout with the
-        process group killed inside the twin, OOM from the twin's memory cgroup)."""
+        process group killed inside the twin, OOM from the twin's memory cgroup); `files` are
+        copied in first, with the supervisor."""
         ...
 
     async def destroy(self, name: str) -> bool: ...

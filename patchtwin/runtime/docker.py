@@ -150,6 +150,30 @@ def read_archive(data: bytes, *, max_bytes: int, max_members: int = 10_000) -> C
     return CopiedOut(files=files, refused=refused, truncated=truncated)
 
 
+def archive(files: Sequence[tuple[str, bytes, int]], folders: Sequence[tuple[str, int]] = ()) -> bytes:
+    """A tar of files (absolute path, content, mode) to unpack at `/`. Folder entries only for
+    `folders` (path, mode): an entry resets an existing folder's owner and mode."""
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, mode in folders:
+            folder = tarfile.TarInfo(_member(path))
+            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, mode, now
+            tar.addfile(folder)
+        for path, content, mode in files:
+            info = tarfile.TarInfo(_member(path))
+            info.size, info.mode, info.mtime = len(content), mode, now
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _member(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if not path.startswith("/") or not parts or ".." in parts or "." in parts:
+        raise ValueError(f"not an absolute path without '.' or '..': {path!r}")
+    return "/".join(parts)
+
+
 def network_name(twin: str) -> str:
     return f"{twin}-net"
 
@@ -328,20 +352,11 @@ class DockerRuntime:
         entries, so existing folders keep their owner and mode (an entry would reset them);
         missing ones are created owned by root, mode 0755. Not into a tmpfs mount (Docker's
         archive API writes beneath it)."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
-        buffer = io.BytesIO()
-        now = int(time.time())
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for path, content, mode in files:
-                parts = [p for p in path.split("/") if p]
-                if not path.startswith("/") or not parts or ".." in parts or "." in parts:
-                    raise ValueError(f"not an absolute path without '.' or '..': {path!r}")
-                info = tarfile.TarInfo("/".join(parts))
-                info.size, info.mode, info.mtime = len(content), mode, now
-                tar.addfile(info, io.BytesIO(content))
-        container = self.docker.containers.container(name)
+        await self._put_archive(twin.name if isinstance(twin, TwinRef) else twin, archive(files))
+
+    async def _put_archive(self, name: str, data: bytes) -> None:
         try:
-            await container.put_archive("/", buffer.getvalue())
+            await self.docker.containers.container(name).put_archive("/", data)
         except DockerError as exc:
             if exc.status == 404:
                 raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
@@ -368,8 +383,10 @@ class DockerRuntime:
         output_cap: int = 1024 * 1024,
         user: str = "",
         grace_s: float = 5.0,
+        files: Sequence[tuple[str, bytes, int]] = (),
     ) -> ExecResult:
-        """Runs a patch with every ending told apart.
+        """Runs a patch with every ending told apart; `files` are copied in first, with the
+        supervisor (the patch script itself, say).
 
         Inside the twin, a supervisor (supervise.pl) runs argv in a new session, kills the
         session's processes at `timeout_s`, and records the raw wait status (exit code or
@@ -381,7 +398,7 @@ class DockerRuntime:
         nonce = uuid.uuid4().hex[:16]
         status_path = f"{SUPERVISOR_DIR}/status/{nonce}.json"
         supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
-        await self._put_supervisor(name, supervisor_path)
+        await self._put_supervisor(name, supervisor_path, files)
         limit = f"{max(timeout_s, 0.01):.3f}"
         wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
         self.exec_count += 1
@@ -436,25 +453,12 @@ class DockerRuntime:
             observed_by="timeout",
         )
 
-    async def _put_supervisor(self, name: str, supervisor_path: str) -> None:
-        """The supervisor and its status folder, in one archive (one API call less per patch).
-        A user patch must be able to write its status: the folder is sticky and world-writable."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for folder_name, mode in ((SUPERVISOR_DIR.strip("/"), 0o755), (f"{SUPERVISOR_DIR.strip('/')}/status",
-                                                                            0o1777)):
-                folder = tarfile.TarInfo(folder_name)
-                folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, mode, int(time.time())
-                tar.addfile(folder)
-            script = tarfile.TarInfo(supervisor_path.strip("/"))
-            script.size, script.mode, script.mtime = len(SUPERVISOR), 0o755, int(time.time())
-            tar.addfile(script, io.BytesIO(SUPERVISOR))
-        try:
-            await self.docker.containers.container(name).put_archive("/", buffer.getvalue())
-        except DockerError as exc:
-            if exc.status == 404:
-                raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
-            raise
+    async def _put_supervisor(self, name: str, supervisor_path: str, files: Sequence[tuple[str, bytes, int]]) -> None:
+        """The supervisor, its status folder and the patch's `files`, in one archive (one API
+        call per patch). A user patch must be able to write its status: the folder is sticky and
+        world-writable."""
+        folders = ((SUPERVISOR_DIR, 0o755), (f"{SUPERVISOR_DIR}/status", 0o1777))
+        await self._put_archive(name, archive([(supervisor_path, SUPERVISOR, 0o755), *files], folders=folders))
 
     async def _oom_event(self, name: str, since: float) -> bool:
         """Whether Docker reported an `oom` event for the twin since `since` (a past window:

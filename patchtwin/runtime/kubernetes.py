@@ -408,9 +408,10 @@ class KubernetesRuntime:
         output_cap: int = 1024 * 1024,
         user: str = "",
         grace_s: float = 5.0,
+        files: Sequence[tuple[str, bytes, int]] = (),
     ) -> ExecResult:
         return await supervise_with_exec(self, twin, argv, timeout_s=timeout_s, output_cap=output_cap, user=user,
-                                         grace_s=grace_s)
+                                         grace_s=grace_s, files=files)
 
     async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
         """Files at `path` (a file or a folder) as a tar over exec stdout, named like Docker's

@@ -92,7 +92,6 @@ async def apply_patch(
                                   after=after.get(name)) for name in names]
     if patch.script.strip() and (result is None or _ended_well(result)):
         step = "script"
-        await runtime.put_file(context.twin, PATCH_PATH, patch.script.encode(), mode=0o755 if patch.user else 0o700)
         result = await runtime.run_supervised(
             context.twin,
             [patch.interpreter, PATCH_PATH],
@@ -100,6 +99,7 @@ async def apply_patch(
             output_cap=settings.patch_output_cap_bytes,
             user=patch.user or "",
             grace_s=settings.patch_kill_grace_s,
+            files=[(PATCH_PATH, patch.script.encode(), 0o755 if patch.user else 0o700)],
         )
         stdout, stderr = stdout + result.stdout, stderr + result.stderr
     outcome = outcome_of(result, settings, step=step, user=patch.user)

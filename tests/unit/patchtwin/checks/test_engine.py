@@ -3,14 +3,28 @@ limits, version constraints, retry waits, and how repeats become flaky."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import subprocess
+import time
 
 import pytest
 from pydantic import TypeAdapter
 
-from patchtwin.checks.engine import _next_wait, _q, build_script, finish, merge_repeats, parse_output, percentile
+from patchtwin.checks.engine import (
+    _next_wait,
+    _q,
+    build_script,
+    finish,
+    merge_repeats,
+    parse_output,
+    percentile,
+    run_suite,
+)
+from patchtwin.runtime import ExecResult
 from schemas.checks import Check, CheckResult, CheckStatus
+from schemas.events import TwinRef
 
 CHECK: TypeAdapter[Check] = TypeAdapter(Check)
 
@@ -127,3 +141,36 @@ def test_the_probe_emits_valid_json_whatever_the_evidence_holds() -> None:
     data = json.loads(line)
     assert data["m"] == data["e"]["out"] == nasty
     assert (data["e"]["n"], data["e"]["ok"], data["e"]["bad"], data["e"]["list"]) == (42, True, "012", ["a", "b"])
+
+
+class _TimedExecer:
+    """A twin whose every probe round takes `round_s` and passes; it records when each began."""
+
+    def __init__(self, round_s: float) -> None:
+        self.round_s = round_s
+        self.began: list[float] = []
+        self.ended: list[float] = []
+
+    async def exec(self, twin: object, argv: list[str], *, timeout_s: float, output_cap: int = 0) -> ExecResult:
+        self.began.append(time.monotonic())
+        await asyncio.sleep(self.round_s)
+        self.ended.append(time.monotonic())
+        out = b'{"i":0,"s":"passed","m":"ok","e":{}}\n'
+        return ExecResult(exit_code=0, stdout=out, stderr=b"", stdout_bytes=len(out), stderr_bytes=0,
+                          duration_s=self.round_s, timed_out=False)
+
+
+TWIN = TwinRef(id="x", name="x", image="i")
+
+
+async def test_quick_repeats_are_spaced_by_the_pause_start_to_start() -> None:
+    twin = _TimedExecer(round_s=0.01)
+    suite = await run_suite(twin, TWIN, [_check(type="port", port=80)], rounds=3, pause_s=0.2)
+    assert suite.execs == 3 and [r.observations for r in suite.results] == [[CheckStatus.PASSED] * 3]
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(twin.began))
+
+
+async def test_a_round_as_long_as_the_pause_is_followed_at_once() -> None:
+    twin = _TimedExecer(round_s=0.3)
+    await run_suite(twin, TWIN, [_check(type="port", port=80)], rounds=2, pause_s=0.2)
+    assert twin.began[1] - twin.ended[0] < 0.1  # no idle pause after a round that took longer
