@@ -216,7 +216,7 @@ def hops(seen: Seen) -> list[float]:
     verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
     timeline = verdict.get("timeline") or seen.events.get(Topic.CHECKS_COMPLETED, {}).get(
         "context", {}).get("timeline", [])
-    ordered = sorted(timeline, key=lambda s: s["started_at"])
+    ordered = sorted(timeline, key=lambda s: _ts(s["started_at"]))
     return [_ts(b["started_at"]) - _ts(a["finished_at"]) for a, b in itertools.pairwise(ordered)]
 
 

@@ -7,6 +7,7 @@ import json
 from patchtwin.app import App
 from patchtwin.runtime import DockerRuntime
 from patchtwin.settings import Settings
+from schemas import TwinRequested
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 
 GOOD = "#!/bin/sh\nset -e\nsed -i 's/worker_connections 768/worker_connections 1024/' " \
@@ -25,7 +26,8 @@ async def test_contract_request_gets_exactly_one_verdict_and_leaves_no_twin(
     pipeline: App, settings: Settings, runtime: DockerRuntime
 ) -> None:
     run_id = new_run_id("contract")
-    await publish(settings, "twin.requested", nginx_request(run_id, GOOD))
+    request = nginx_request(run_id, GOOD)
+    await publish(settings, "twin.requested", request)
 
     verdicts = await verdicts_of(settings, run_id)
 
@@ -35,6 +37,13 @@ async def test_contract_request_gets_exactly_one_verdict_and_leaves_no_twin(
     assert 0 < verdict["confidence"] <= 100
     assert {c["classification"] for c in verdict["checks"]} == {"stable"}
     assert len(verdict["checks"]) == 7
+    # each check says when it was ready after the patch: how many attempts the first repeat
+    # took, when it first passed, and what every repeat saw
+    repeats = TwinRequested.model_validate(request).repeats
+    for check in verdict["checks"]:
+        assert check["attempts"] >= 1, check
+        assert check["observations"] == ["passed"] * repeats, check
+        assert isinstance(check["time_to_pass_s"], int | float) and check["time_to_pass_s"] >= 0, check
     assert await _twins_left(runtime, settings, run_id) == []
 
 
