@@ -10,7 +10,10 @@ Starts `patchtwin up` as its own process (embedded broker, PostgreSQL, the five 
    what the orchestration itself adds;
 3. throughput: `--burst` runs published at once;
 4. bus overhead: publish-to-handler-start of every Kafka hop seen in 1 (in 3, shown apart),
-   and stage to stage (with the outbox commit before the publish).
+   and stage to stage (with the outbox commit before the publish);
+5. where each stage's time goes: the services write their spans to a file
+   (`PATCHTWIN_OTEL_EXPORTER=file`), and each reference run's `twin.*` spans (create, each exec
+   by purpose, copies) are laid over its stages: time in the engine versus patchtwin's own.
 
 Every figure comes from this run; the targets are judged on the ratios, not on absolutes.
 """
@@ -80,7 +83,8 @@ class Services:
 
     @classmethod
     def start(cls, state_dir: Path) -> Services:
-        env = {**os.environ, "PATCHTWIN_STATE_DIR": str(state_dir), "PATCHTWIN_OWNER": BENCH_OWNER}
+        env = {**os.environ, "PATCHTWIN_STATE_DIR": str(state_dir), "PATCHTWIN_OWNER": BENCH_OWNER,
+               "PATCHTWIN_OTEL_EXPORTER": "file", "PATCHTWIN_OTEL_FILE": str(state_dir / "spans.jsonl")}
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         env.pop("DATABASE_URL", None)
         log = (state_dir / "up.log").open("wb")
@@ -220,6 +224,86 @@ def hops(seen: Seen) -> list[float]:
     return [_ts(b["started_at"]) - _ts(a["finished_at"]) for a, b in itertools.pairwise(ordered)]
 
 
+# -- where a stage's time goes: its spans ------------------------------------------------------
+
+#: the stages whose work happens in the twin, as the events' timeline names them
+TWIN_STAGES = ("provision", "patch", "probe")
+
+
+@dataclass(frozen=True)
+class Interval:
+    name: str
+    start: float
+    end: float
+
+
+def read_spans(path: Path) -> dict[str, list[Interval]]:
+    """run id → its top-level twin operations (`twin.*` spans not inside another one), each
+    named by operation and, for an exec, by purpose (`exec readiness`, `exec snapshot`, ...)."""
+    spans = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    twin_ops = {s["context"]["span_id"] for s in spans if s["name"].startswith("twin.")}
+    runs: dict[str, list[Interval]] = defaultdict(list)
+    for span in spans:
+        attributes = span.get("attributes") or {}
+        run_id = attributes.get("patchtwin.run_id")
+        if not span["name"].startswith("twin.") or not run_id or span.get("parent_id") in twin_ops:
+            continue
+        name = span["name"].removeprefix("twin.")
+        if "patchtwin.command" in attributes:
+            name += f" {attributes['patchtwin.command']}"
+        runs[run_id].append(Interval(name, _ts(span["start_time"]), _ts(span["end_time"])))
+    return runs
+
+
+def covered(intervals: list[Interval]) -> float:
+    """Seconds inside at least one interval (operations that ran side by side count once)."""
+    total, reach = 0.0, float("-inf")
+    for interval in sorted(intervals, key=lambda i: i.start):
+        if interval.end > reach:
+            total += interval.end - max(interval.start, reach)
+            reach = interval.end
+    return total
+
+
+def stage_split(seen: Seen, operations: list[Interval]) -> dict[str, dict[str, Any]]:
+    """Per twin stage: its span, the time in the engine (twin operations, side by side counted
+    once), patchtwin's own time (the rest), and each kind of operation's calls and seconds."""
+    verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
+    spans = {s["stage"]: s for s in verdict.get("timeline") or []}
+    split: dict[str, dict[str, Any]] = {}
+    for stage in TWIN_STAGES:
+        if stage not in spans:
+            continue
+        start, end = _ts(spans[stage]["started_at"]), _ts(spans[stage]["finished_at"])
+        inside = [i for i in operations if start <= i.start < end]
+        engine = covered([Interval(i.name, i.start, min(i.end, end)) for i in inside])
+        kinds: dict[str, dict[str, float]] = {}
+        for op in inside:
+            kind = kinds.setdefault(op.name, {"calls": 0, "seconds": 0.0})
+            kind["calls"] += 1
+            kind["seconds"] += op.end - op.start
+        split[stage] = {"span_s": end - start, "engine_s": engine, "own_s": end - start - engine, "ops": kinds}
+    return split
+
+
+def summarize_split(splits: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Medians over runs of `stage_split`: per stage and per kind of operation."""
+    summary: dict[str, dict[str, Any]] = {}
+    for stage in TWIN_STAGES:
+        runs = [s[stage] for s in splits if stage in s]
+        if not runs:
+            continue
+        kinds = sorted({k for r in runs for k in r["ops"]}, key=lambda k: -_median(
+            [r["ops"].get(k, {}).get("seconds", 0.0) for r in runs]))
+        summary[stage] = {
+            **{f: round(_median([r[f] for r in runs]), 3) for f in ("span_s", "engine_s", "own_s")},
+            "ops": {k: {"calls": _median([r["ops"].get(k, {}).get("calls", 0) for r in runs]),
+                        "seconds": round(_median([r["ops"].get(k, {}).get("seconds", 0.0) for r in runs]), 3)}
+                    for k in kinds},
+        }
+    return summary
+
+
 # -- the floor --------------------------------------------------------------------------------
 
 
@@ -323,6 +407,7 @@ def _p95(values: list[float]) -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="patchtwin-bench-") as scratch:
         services = await asyncio.to_thread(Services.start, Path(scratch))
+        operations: dict[str, list[Interval]] = {}
         docker = aiodocker.Docker()
         collector = Collector(services.bootstrap)
         try:
@@ -335,7 +420,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await collector.stop()
             await docker.close()
             await asyncio.to_thread(services.stop)
+            operations = read_spans(Path(scratch) / "spans.jsonl")  # complete once the services stopped
     stages = [breakdown(s) for s in ref]
+    ref_by_id = {run_id: seen for run_id, seen in collector.runs.items() if seen in ref}
     stage_names = [k for k in stages[0]] if stages else []
     # The bus overhead is measured on the reference runs (one at a time); in the burst a hop
     # also holds the wait for a free worker (back-pressure), shown apart.
@@ -365,6 +452,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                            "p95_ms": round(1000 * _p95(stage_hops), 1)},
         "burst_hop": {"count": len(burst_hops), "median_ms": round(1000 * _median(burst_hops), 1),
                       "p95_ms": round(1000 * _p95(burst_hops), 1)},
+        "where_time_goes": summarize_split([stage_split(s, operations.get(run_id, []))
+                                            for run_id, s in ref_by_id.items()]),
     }
 
 
@@ -379,6 +468,7 @@ def show(result: dict[str, Any]) -> None:
     table.add_row("floor with the same evidence", f"{result['floor_with_evidence']['median_s']:.3f}",
                   f"{result['floor_with_evidence']['p95_s']:.3f}")
     console.print(table)
+    show_split(result.get("where_time_goes", {}))
     console.print(f"end-to-end / floor with the same evidence: {result['ratio_to_floor_with_evidence']:.2f} "
                   "(what the orchestration adds: Kafka, the database, supervision, decoding)")
     t, hop = result["throughput"], result["bus_hop"]
@@ -405,6 +495,20 @@ def show(result: dict[str, Any]) -> None:
     burst_hop = result["burst_hop"]
     console.print(f"hop in the burst (with the wait for a free worker): median {burst_hop['median_ms']:.1f} ms, "
                   f"p95 {burst_hop['p95_ms']:.1f} ms")
+
+
+def show_split(split: dict[str, dict[str, Any]]) -> None:
+    """Each twin stage: time in the engine (its operations) and patchtwin's own, by operation."""
+    if not split:
+        return
+    table = Table(title="where each stage's time goes (medians, seconds)")
+    for column in ("stage", "span", "in the engine", "patchtwin's own"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    table.add_column("operations: calls, seconds")
+    for stage, figures in split.items():
+        ops = "; ".join(f"{name} {op['calls']:g}, {op['seconds']:.3f}" for name, op in figures["ops"].items())
+        table.add_row(stage, f"{figures['span_s']:.3f}", f"{figures['engine_s']:.3f}", f"{figures['own_s']:.3f}", ops)
+    console.print(table)
 
 
 def cli() -> None:

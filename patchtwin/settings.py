@@ -128,8 +128,10 @@ class Settings(BaseSettings):
         return self.max_twins or default_max_twins()
 
     # observability (telemetry.py, http.py, logs.py, samplers.py)
-    #: where spans go: nowhere, OTLP (OTEL_EXPORTER_OTLP_* variables), or the console
-    otel_exporter: Literal["none", "otlp", "console"] = "none"
+    #: where spans go: nowhere, OTLP (OTEL_EXPORTER_OTLP_* variables), the console, or `otel_file`
+    otel_exporter: Literal["none", "otlp", "console", "file"] = "none"
+    #: the `file` exporter's JSON lines, one span each (default: state_dir/spans.jsonl)
+    otel_file: Path | None = None
     #: /healthz /readyz /metrics: 0 = any free port, -1 = no HTTP endpoint
     http_port: int = 8080
     http_host: str = "0.0.0.0"

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from faststream import BaseMiddleware
@@ -24,8 +26,10 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from opentelemetry import context, metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.util import ns_to_iso_str
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -57,11 +61,11 @@ def setup(settings: Settings, service: str = "patchtwin") -> None:
     """Installs this process's tracer and meter providers, once; later calls change nothing.
 
     Spans are always recorded (so `traceparent` flows and logs carry trace ids); the
-    `otel_exporter` setting only chooses where they go: nowhere, OTLP, or the console."""
+    `otel_exporter` setting only chooses where they go: nowhere, OTLP, the console, or a file."""
     resource = _resource(service)
     if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
         provider = SdkTracerProvider(resource=resource)
-        exporter = span_exporter(settings.otel_exporter)
+        exporter = span_exporter(settings.otel_exporter, settings.otel_file or settings.state_dir / "spans.jsonl")
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
@@ -77,17 +81,46 @@ def _resource(service: str) -> Resource:
     return Resource.create(attributes)
 
 
-def span_exporter(kind: str) -> SpanExporter | None:
+def span_exporter(kind: str, path: Path | None = None) -> SpanExporter | None:
     if kind == "none":
         return None
-    if kind == "console":
-        return ConsoleSpanExporter()
+    if kind == "console":  # (the SDK's own formatter fails a batch on a bytes attribute: `span_line`)
+        return ConsoleSpanExporter(formatter=span_line)
+    if kind == "file":
+        # one span per line (the SDK's JSON), for tools without a collector: `python -m bench.run` reads it
+        if path is None:
+            raise ValueError("the file exporter needs a path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ConsoleSpanExporter(out=path.open("a", encoding="utf-8"), formatter=span_line)
     if kind == "otlp":
         # Endpoint and protocol from the standard OTEL_EXPORTER_OTLP_* variables.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()
-    raise ValueError(f"unknown otel_exporter {kind!r}: none, otlp or console")
+    raise ValueError(f"unknown otel_exporter {kind!r}: none, otlp, console or file")
+
+
+def span_line(span: ReadableSpan) -> str:
+    """A span as one JSON line, in the SDK's `to_json` shape; attribute values JSON cannot hold
+    (a Kafka key's bytes) as text, where `to_json` would fail the whole batch."""
+    context = span.get_span_context()
+    record = {
+        "name": span.name,
+        "context": {"trace_id": f"0x{trace.format_trace_id(context.trace_id)}" if context else None,
+                    "span_id": f"0x{trace.format_span_id(context.span_id)}" if context else None},
+        "kind": span.kind.name,
+        "parent_id": f"0x{trace.format_span_id(span.parent.span_id)}" if span.parent else None,
+        "start_time": ns_to_iso_str(span.start_time) if span.start_time else None,
+        "end_time": ns_to_iso_str(span.end_time) if span.end_time else None,
+        "status": span.status.status_code.name,
+        "attributes": dict(span.attributes or {}),
+        "resource": dict(span.resource.attributes),
+    }
+    return json.dumps(record, default=_as_text) + "\n"
+
+
+def _as_text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def tracer() -> trace.Tracer:
@@ -280,8 +313,16 @@ def _twin_attributes(arguments: dict[str, Any]) -> dict[str, Any]:
             attrs[ATTR_IMAGE] = twin.image
     argv = arguments.get("argv")
     if argv:
-        attrs["patchtwin.command"] = str(argv[0])
+        attrs["patchtwin.command"] = command_name(argv)
     return attrs
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """What an exec is for: the `$0` of a `bash -c PROGRAM NAME ...` (our programs are named
+    after their purpose: readiness, snapshot, patchtwin-probe, ...), else the program run."""
+    if len(argv) > 3 and argv[1] == "-c" and argv[0].rsplit("/", 1)[-1] in ("bash", "sh"):
+        return str(argv[3])
+    return str(argv[0])
 
 
 def _twin_outcome(result: Any) -> str:

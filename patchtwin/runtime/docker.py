@@ -354,6 +354,7 @@ class DockerRuntime:
         archive API writes beneath it)."""
         await self._put_archive(twin.name if isinstance(twin, TwinRef) else twin, archive(files))
 
+    @traced_twin_op("copy_in")  # observe
     async def _put_archive(self, name: str, data: bytes) -> None:
         try:
             await self.docker.containers.container(name).put_archive("/", data)
@@ -374,6 +375,7 @@ class DockerRuntime:
             return None
         return next(iter(copied.files.values())) if len(copied.files) == 1 else None
 
+    @traced_twin_op("supervise")  # observe
     async def run_supervised(
         self,
         twin: TwinRef | str,
@@ -475,6 +477,7 @@ class DockerRuntime:
             return False
         return any(line.strip() for line in body.splitlines())
 
+    @traced_twin_op("copy_out")  # observe
     async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
         """Files at `path` in the twin (a file or a folder), read as hostile (`read_archive`);
         at most `max_bytes` of content and a little more of archive are ever transferred."""

@@ -4,8 +4,10 @@ execs, the reference request and the judgement against the targets. No broker, n
 from __future__ import annotations
 
 import io
+import json
 import math
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,15 +15,20 @@ from rich.console import Console
 
 import bench.run
 from bench.run import (
+    Interval,
     Seen,
     _median,
     _p95,
     breakdown,
     bus_hops,
+    covered,
     floor_steps,
     hops,
+    read_spans,
     reference_request,
     show,
+    stage_split,
+    summarize_split,
 )
 from patchtwin.checks.engine import build_script
 from patchtwin.demo import GOOD_PATCH
@@ -159,6 +166,87 @@ def test_stage_to_stage_falls_back_to_the_checks_completed_timeline() -> None:
     del seen.events[Topic.VERDICT_ISSUED]
 
     assert hops(seen) == exactly([0.022, 0.019])
+
+
+# -- where a stage's time goes ----------------------------------------------------------------
+
+
+def otel_span(name: str, span_id: str, start: str, end: str, parent: str | None = None,
+              **attributes: str) -> dict[str, Any]:
+    """A span as the SDK's `to_json` writes it (the services' file exporter)."""
+    return {"name": name, "context": {"trace_id": "0xt", "span_id": span_id}, "parent_id": parent,
+            "start_time": f"{DAY}{start}Z", "end_time": f"{DAY}{end}Z", "attributes": attributes}
+
+
+def test_spans_give_each_runs_top_level_twin_operations_named_by_purpose(tmp_path: Path) -> None:
+    spans = [
+        otel_span("provisioner stage", "0xa", "09:00:00.35", "09:00:02.35", **{"patchtwin.run_id": "r-1"}),
+        otel_span("twin.create", "0xb", "09:00:00.36", "09:00:00.66", "0xa", **{"patchtwin.run_id": "r-1"}),
+        otel_span("twin.exec", "0xc", "09:00:00.66", "09:00:00.86", "0xa",
+                  **{"patchtwin.run_id": "r-1", "patchtwin.command": "readiness"}),
+        otel_span("twin.supervise", "0xd", "09:00:02.40", "09:00:02.90", "0xe",
+                  **{"patchtwin.run_id": "r-2", "patchtwin.command": "/bin/sh"}),
+        otel_span("twin.copy_in", "0xf", "09:00:02.40", "09:00:02.45", "0xd", **{"patchtwin.run_id": "r-2"}),
+        otel_span("twin.exec", "0x1", "09:00:03.00", "09:00:03.10", None),  # no run: not counted
+    ]
+    path = tmp_path / "spans.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in spans))
+
+    runs = read_spans(path)
+
+    assert set(runs) == {"r-1", "r-2"}
+    assert runs["r-1"] == [Interval("create", epoch("09:00:00.36"), epoch("09:00:00.66")),
+                           Interval("exec readiness", epoch("09:00:00.66"), epoch("09:00:00.86"))]
+    # the copy inside the supervised patch is part of it, not counted again
+    assert [i.name for i in runs["r-2"]] == ["supervise /bin/sh"]
+    assert read_spans(tmp_path / "missing.jsonl") == {}
+
+
+def test_operations_side_by_side_are_covered_once() -> None:
+    assert covered([Interval("a", 0.0, 1.0), Interval("b", 0.5, 1.5), Interval("c", 2.0, 3.0),
+                    Interval("d", 2.2, 2.4)]) == exactly(2.5)
+    assert covered([]) == 0.0
+
+
+def baseline_operations(offset: float = 0.0) -> list[Interval]:
+    """A provision (00.350 to 02.350): create, readiness, two probe rounds beside a snapshot;
+    then a patch (02.372 to 03.122) supervised from 02.400 to 02.900."""
+    def at(clock: str) -> float:
+        return epoch(clock) + offset
+
+    return [
+        Interval("create", at("09:00:00.36"), at("09:00:00.66")),
+        Interval("exec readiness", at("09:00:00.66"), at("09:00:00.86")),
+        Interval("exec patchtwin-probe", at("09:00:00.86"), at("09:00:01.06")),
+        Interval("exec snapshot", at("09:00:00.86"), at("09:00:01.21")),
+        Interval("exec patchtwin-probe", at("09:00:01.06"), at("09:00:01.26")),
+        Interval("supervise /bin/sh", at("09:00:02.40"), at("09:00:02.90")),
+    ]
+
+
+def test_a_stage_splits_into_time_in_the_engine_and_patchtwins_own() -> None:
+    split = stage_split(reference_run(), baseline_operations())
+
+    assert set(split) == {"provision", "patch", "probe"}
+    provision = split["provision"]
+    assert (provision["span_s"], provision["engine_s"], provision["own_s"]) == exactly((2.0, 0.9, 1.1))
+    assert provision["ops"]["exec patchtwin-probe"] == exactly({"calls": 2, "seconds": 0.4})
+    assert provision["ops"]["exec snapshot"] == exactly({"calls": 1, "seconds": 0.35})
+    assert (split["patch"]["engine_s"], split["patch"]["own_s"]) == exactly((0.5, 0.25))
+    probe = split["probe"]  # no operation seen in it: all of it is patchtwin's own
+    assert (probe["span_s"], probe["engine_s"], probe["own_s"], probe["ops"]) == (exactly(1.5), 0.0, exactly(1.5), {})
+
+
+def test_the_split_is_summarized_by_medians_over_runs_slowest_operation_first() -> None:
+    fast = stage_split(reference_run(), baseline_operations())
+    slow = stage_split(reference_run(), baseline_operations())
+    slow["provision"]["ops"]["create"]["seconds"] = 0.5
+    summary = summarize_split([fast, slow, fast])
+
+    assert summary["provision"]["engine_s"] == exactly(0.9)
+    assert summary["provision"]["ops"]["create"] == exactly({"calls": 1, "seconds": 0.3})
+    assert next(iter(summary["provision"]["ops"])) == "exec patchtwin-probe"  # 0.4 s: first
+    assert summarize_split([]) == {}
 
 
 # -- statistics -------------------------------------------------------------------------------

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from pydantic import ValidationError
 
 from patchtwin import telemetry
@@ -55,3 +59,33 @@ def test_exporter_is_chosen_by_configuration() -> None:
     assert type(telemetry.span_exporter("otlp")).__name__ == "OTLPSpanExporter"
     with pytest.raises(ValidationError):
         Settings(otel_exporter="zipkin")  # type: ignore[arg-type]
+
+
+def test_the_file_exporter_writes_one_json_span_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "traces" / "spans.jsonl"
+    provider = TracerProvider()
+    exporter = telemetry.span_exporter("file", path)
+    assert exporter is not None
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    # FastStream records a Kafka key as bytes, which the SDK's own to_json cannot write
+    with (tracer.start_as_current_span("twin.create", attributes={"patchtwin.run_id": "r-1"}) as parent,
+          tracer.start_as_current_span("twin.ready process", attributes={"messaging.kafka.message.key": b"r-1"})):
+        pass
+    provider.shutdown()
+    spans = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [s["name"] for s in spans] == ["twin.ready process", "twin.create"]
+    assert spans[0]["attributes"] == {"messaging.kafka.message.key": "r-1"}
+    assert spans[0]["parent_id"] == spans[1]["context"]["span_id"] == f"0x{parent.get_span_context().span_id:016x}"
+    assert spans[1]["attributes"] == {"patchtwin.run_id": "r-1"}
+    assert spans[1]["start_time"] <= spans[0]["start_time"] <= spans[0]["end_time"] <= spans[1]["end_time"]
+
+
+@pytest.mark.parametrize(("argv", "name"), [
+    (["bash", "-c", "pt_ready_main", "readiness", "svc:nginx"], "readiness"),
+    (["/bin/sh", "-c", "supervise", "/opt/patchtwin/supervise.pl", "10"], "/opt/patchtwin/supervise.pl"),
+    (["service", "nginx", "start"], "service"),
+    (["bash", "-c", "echo"], "bash"),
+])
+def test_an_exec_is_named_by_its_purpose(argv: list[str], name: str) -> None:
+    assert telemetry.command_name(argv) == name
