@@ -201,6 +201,13 @@ def breakdown(seen: Seen) -> dict[str, float]:
     return out
 
 
+def outside_stages(stages: dict[str, float]) -> float:
+    """The part of a run's end to end in no stage's span: the bus, the ledger's commits, claims
+    and decoding (the queue wait included)."""
+    spans = sum(v for k, v in stages.items() if k not in ("end_to_end", "queue_wait", "teardown"))
+    return stages["end_to_end"] - spans
+
+
 #: Each hop between stages: the event one stage publishes, and the span of the stage it starts.
 HOPS = ((Topic.TWIN_READY, "patch"), (Topic.PATCH_APPLIED, "probe"), (Topic.CHECKS_COMPLETED, "analyze"))
 
@@ -430,6 +437,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     stage_hops = [h for s in ref for h in hops(s)]
     burst_hops = burst.pop("hops")
     e2e = [s["end_to_end"] for s in stages]
+    outside = [outside_stages(s) for s in stages]
     ref_statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in ref]
     return {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -452,6 +460,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                            "p95_ms": round(1000 * _p95(stage_hops), 1)},
         "burst_hop": {"count": len(burst_hops), "median_ms": round(1000 * _median(burst_hops), 1),
                       "p95_ms": round(1000 * _p95(burst_hops), 1)},
+        "outside_stages": {"median_s": round(_median(outside), 3), "p95_s": round(_p95(outside), 3)},
         "where_time_goes": summarize_split([stage_split(s, operations.get(run_id, []))
                                             for run_id, s in ref_by_id.items()]),
     }
@@ -469,6 +478,9 @@ def show(result: dict[str, Any]) -> None:
                   f"{result['floor_with_evidence']['p95_s']:.3f}")
     console.print(table)
     show_split(result.get("where_time_goes", {}))
+    if "outside_stages" in result:
+        console.print(f"outside the stages (Kafka, the ledger's commits, claims, decoding; queue wait included): "
+                      f"median {result['outside_stages']['median_s']:.3f} s")
     console.print(f"end-to-end / floor with the same evidence: {result['ratio_to_floor_with_evidence']:.2f} "
                   "(what the orchestration adds: Kafka, the database, supervision, decoding)")
     t, hop = result["throughput"], result["bus_hop"]

@@ -24,6 +24,7 @@ from bench.run import (
     covered,
     floor_steps,
     hops,
+    outside_stages,
     read_spans,
     reference_request,
     show,
@@ -93,6 +94,11 @@ def test_breakdown_gives_seconds_per_stage_from_the_spans_and_the_waits_around_t
     })
     # the order is the report's row order: the whole, the wait, the stages as they ran, teardown
     assert list(stages) == ["end_to_end", "queue_wait", "provision", "patch", "probe", "analyze", "teardown"]
+
+
+def test_outside_the_stages_is_the_end_to_end_less_every_stage_span() -> None:
+    # 4.59 - (2.0 + 0.75 + 1.5 + 0.01): the queue wait and the hops, not the teardown after the verdict
+    assert outside_stages(breakdown(reference_run())) == exactly(0.33)
 
 
 def test_breakdown_reads_the_verdicts_timeline_when_checks_completed_was_not_seen() -> None:
