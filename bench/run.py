@@ -133,7 +133,9 @@ class Collector:
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
         self.runs: dict[str, Seen] = defaultdict(Seen)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        # a client that waits for verdicts asks the broker not to hold its fetches (as the services do)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                          fetch_max_wait_ms=Settings().kafka_fetch_max_wait_ms)
         self._task: asyncio.Task[None] | None = None
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
 

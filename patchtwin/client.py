@@ -91,7 +91,8 @@ async def follow(
     Partitions of different topics arrive in no set order, so a verdict may be read before an
     event that preceded it; `settle_s` keeps reading that long after the last final event."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,  # a verdict shown when it comes, not up to 0.5 s later
     )
     await consumer.start()
     try:
