@@ -120,9 +120,25 @@ def build_script(checks: Sequence[Check], indices: Sequence[int] | None = None,
                  context: _Context | None = None) -> str:
     """The round's program: the library, then one call per check (only `indices`, if given)."""
     ctx = context or _Context()
-    chosen = range(len(checks)) if indices is None else indices
-    calls = "\n".join(_call(i, checks[i], ctx) for i in chosen)
-    return f"{PROBE_LIBRARY}\n{calls}\nrm -rf \"$PT_TMP\" 2>/dev/null\nexit 0\n"
+    chosen = list(range(len(checks)) if indices is None else indices)
+    alone = [i for i in chosen if checks[i].type in ALONE_FIRST]
+    aside = [i for i in chosen if checks[i].type in SIDE_BY_SIDE]
+    after = [i for i in chosen if i not in alone and i not in aside]
+    calls = [_call(i, checks[i], ctx) for i in alone]
+    if len(aside) > 1:
+        calls += [f"pt_aside {i} {_call(i, checks[i], ctx)}" for i in aside] + ["pt_gather"]
+    else:
+        calls += [_call(i, checks[i], ctx) for i in aside]
+    calls += [_call(i, checks[i], ctx) for i in after]
+    return f"{PROBE_LIBRARY}\n" + "\n".join(calls) + "\nrm -rf \"$PT_TMP\" 2>/dev/null\nexit 0\n"
+
+
+#: Read-only families whose figures do not depend on what else runs: side by side in a round.
+SIDE_BY_SIDE = frozenset({"port", "service", "package", "file", "log"})
+#: Process checks count processes, so they run first, before the round starts any of its own
+#: (a `service nginx status` runs a process named nginx). The rest (http and performance time
+#: their answers; command runs the user's own program) run one at a time after the others.
+ALONE_FIRST = frozenset({"process"})
 
 
 def round_timeout(checks: Sequence[Check], indices: Sequence[int]) -> float:

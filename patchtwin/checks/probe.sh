@@ -7,6 +7,7 @@ set -f
 export LC_ALL=C
 PT_TMP=$(mktemp -d 2>/dev/null) || { PT_TMP=/tmp/patchtwin-probe.$$; mkdir -p "$PT_TMP"; }
 PT_CTRL=()
+PT_ASIDE=()
 for __c in 01 02 03 04 05 06 07 08 0b 0c 0e 0f 10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f; do
   printf -v __ch "\\x$__c"; PT_CTRL+=("$__c:$__ch")
 done
@@ -43,6 +44,19 @@ pt_emit() { # idx status message [key value]...; key `#k`: a number or boolean, 
 }
 
 pt_us() { PT_US=${EPOCHREALTIME/./}; }
+
+pt_aside() { # idx check-function args...: the check in the background, with scratch files of its own
+  local out="$PT_TMP/aside.$1.out" own="$PT_TMP/aside.$1"
+  shift
+  PT_ASIDE+=("$out")
+  ( PT_TMP=$own; mkdir -p "$PT_TMP" && "$@" > "$out" ) &
+}
+
+pt_gather() { # waits for the checks set aside and prints their lines
+  wait
+  cat "${PT_ASIDE[@]}" 2>/dev/null
+  PT_ASIDE=()
+}
 pt_head() { # file bytes → PT_H (at most that many bytes, NULs dropped)
   PT_H=""
   [ -r "$1" ] && IFS= read -r -d '' -N "$2" PT_H < "$1" 2>/dev/null

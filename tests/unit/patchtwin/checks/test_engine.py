@@ -13,6 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from patchtwin.checks.engine import (
+    PROBE_LIBRARY,
     _next_wait,
     _q,
     build_script,
@@ -174,3 +175,23 @@ async def test_a_round_as_long_as_the_pause_is_followed_at_once() -> None:
     twin = _TimedExecer(round_s=0.3)
     await run_suite(twin, TWIN, [_check(type="port", port=80)], rounds=2, pause_s=0.2)
     assert twin.began[1] - twin.ended[0] < 0.1  # no idle pause after a round that took longer
+
+
+def test_a_round_runs_process_checks_first_read_only_ones_side_by_side_and_timed_ones_after() -> None:
+    checks = [_check(type="http", url="http://127.0.0.1:9/"), _check(type="file", path="/etc/passwd"),
+              _check(type="process", name="nginx"), _check(type="port", port=9),
+              _check(type="command", run="true")]
+    calls = [line.split()[0:2] for line in build_script(checks).removeprefix(PROBE_LIBRARY).splitlines()
+             if line.startswith("pt_")]
+    assert calls == [["pt_process", "2"], ["pt_aside", "1"], ["pt_aside", "3"], ["pt_gather"],
+                     ["pt_http", "0"], ["pt_command", "4"]]
+
+
+def test_checks_run_side_by_side_each_report_their_own_result() -> None:
+    checks = [_check(type="file", path="/etc/passwd"), _check(type="file", path="/nonexistent/x", exists=False),
+              _check(type="file", path="/nonexistent/y"), _check(type="command", run="echo hi", stdout_contains="hi")]
+    out = subprocess.run(["bash", "-c", build_script(checks), "patchtwin-probe"], capture_output=True, check=True,
+                         timeout=60).stdout.decode()
+    results = parse_output(checks, out)
+    assert [results[i].status for i in range(4)] == [CheckStatus.PASSED, CheckStatus.PASSED, CheckStatus.FAILED,
+                                                     CheckStatus.PASSED]
