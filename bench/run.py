@@ -170,9 +170,12 @@ class Collector:
                         seen.done.set()
 
     async def submit(self, request: dict[str, Any]) -> Seen:
+        """Publishes as a scanner would: the run id as key, the request as value."""
         seen = self.runs[request["run_id"]]
         seen.published = time.time()
-        await self._producer.send_and_wait(Topic.TWIN_REQUESTED.value, json.dumps(request).encode())
+        await self._producer.send_and_wait(Topic.TWIN_REQUESTED.value, json.dumps(request).encode(),
+                                           key=request["run_id"].encode(), timestamp_ms=int(seen.published * 1000))
+        seen.created[Topic.TWIN_REQUESTED] = seen.published
         return seen
 
     async def stop(self) -> None:
@@ -212,11 +215,21 @@ def outside_stages(stages: dict[str, float]) -> float:
 
 #: Each hop between stages: the event one stage publishes, and the span of the stage it starts.
 HOPS = ((Topic.TWIN_READY, "patch"), (Topic.PATCH_APPLIED, "probe"), (Topic.CHECKS_COMPLETED, "analyze"))
+#: Every Kafka hop of a run: the request, the three between stages, the verdict to the janitor.
+ALL_HOPS = (Topic.TWIN_REQUESTED, Topic.TWIN_READY, Topic.PATCH_APPLIED, Topic.CHECKS_COMPLETED,
+            Topic.VERDICT_ISSUED)
 
 
-def bus_hops(seen: Seen) -> list[float]:
-    """Publish to handler start: the event's Kafka timestamp (the producer sets it when it
-    sends) to the start of the next stage's work (the handler has decoded and claimed it)."""
+def handler_hops(seen: Seen, handled: dict[Topic, float]) -> list[float]:
+    """Publish to handler start, the issue's bus overhead: the event's Kafka timestamp (set by
+    its producer when it sends) to the start of the consuming handler (FastStream's `process`
+    span), for each hop of the run that both ends were seen of."""
+    return [handled[topic] - seen.created[topic] for topic in ALL_HOPS if topic in handled and topic in seen.created]
+
+
+def work_hops(seen: Seen) -> list[float]:
+    """Publish to the start of the next stage's work: a hop, plus decoding the event and the
+    ledger's claim on the run (its database round trips)."""
     verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
     spans = {s["stage"]: s for s in verdict.get("timeline") or []}
     return [_ts(spans[stage]["started_at"]) - seen.created[topic]
@@ -246,22 +259,37 @@ class Interval:
     end: float
 
 
-def read_spans(path: Path) -> dict[str, list[Interval]]:
-    """run id → its top-level twin operations (`twin.*` spans not inside another one), each
-    named by operation and, for an exec, by purpose (`exec readiness`, `exec snapshot`, ...)."""
+@dataclass
+class Spans:
+    """What the services' spans tell of each run (by run id)."""
+
+    #: top-level twin operations (`twin.*` spans not inside another one), each named by
+    #: operation and, for an exec, by purpose (`exec readiness`, `exec snapshot`, ...)
+    operations: dict[str, list[Interval]] = field(default_factory=lambda: defaultdict(list))
+    #: when a handler began on each of the run's events (the `<topic> process` spans)
+    handled: dict[str, dict[Topic, float]] = field(default_factory=lambda: defaultdict(dict))
+
+
+def read_spans(path: Path) -> Spans:
     spans = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     twin_ops = {s["context"]["span_id"] for s in spans if s["name"].startswith("twin.")}
-    runs: dict[str, list[Interval]] = defaultdict(list)
+    topics = {f"{t.value} process": t for t in Topic}
+    found = Spans()
     for span in spans:
         attributes = span.get("attributes") or {}
-        run_id = attributes.get("patchtwin.run_id")
-        if not span["name"].startswith("twin.") or not run_id or span.get("parent_id") in twin_ops:
+        run_id = attributes.get("patchtwin.run_id") or attributes.get("messaging.kafka.message.key")
+        if not run_id:
             continue
-        name = span["name"].removeprefix("twin.")
-        if "patchtwin.command" in attributes:
-            name += f" {attributes['patchtwin.command']}"
-        runs[run_id].append(Interval(name, _ts(span["start_time"]), _ts(span["end_time"])))
-    return runs
+        start = _ts(span["start_time"])
+        if span["name"] in topics:
+            topic = topics[span["name"]]
+            found.handled[run_id][topic] = min(start, found.handled[run_id].get(topic, start))
+        elif span["name"].startswith("twin.") and span.get("parent_id") not in twin_ops:
+            name = span["name"].removeprefix("twin.")
+            if "patchtwin.command" in attributes:
+                name += f" {attributes['patchtwin.command']}"
+            found.operations[run_id].append(Interval(name, start, _ts(span["end_time"])))
+    return found
 
 
 def covered(intervals: list[Interval]) -> float:
@@ -398,7 +426,7 @@ async def throughput(collector: Collector, services: Services, docker: aiodocker
         "twin_limit": Settings().twin_limit(),
         "stage_workers": Settings().stage_workers,
         "services_peak_rss_mb": round(max(peak_rss, services.memory_mb("VmHWM")), 1),
-        "hops": [h for s in seen for h in bus_hops(s)],
+        "seen": seen,
     }
 
 
@@ -416,7 +444,7 @@ def _p95(values: list[float]) -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="patchtwin-bench-") as scratch:
         services = await asyncio.to_thread(Services.start, Path(scratch))
-        operations: dict[str, list[Interval]] = {}
+        spans = Spans()
         docker = aiodocker.Docker()
         collector = Collector(services.bootstrap)
         try:
@@ -429,15 +457,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await collector.stop()
             await docker.close()
             await asyncio.to_thread(services.stop)
-            operations = read_spans(Path(scratch) / "spans.jsonl")  # complete once the services stopped
+            spans = read_spans(Path(scratch) / "spans.jsonl")  # complete once the services stopped
     stages = [breakdown(s) for s in ref]
     ref_by_id = {run_id: seen for run_id, seen in collector.runs.items() if seen in ref}
     stage_names = [k for k in stages[0]] if stages else []
     # The bus overhead is measured on the reference runs (one at a time); in the burst a hop
     # also holds the wait for a free worker (back-pressure), shown apart.
-    ref_hops = [h for s in ref for h in bus_hops(s)]
+    ref_hops = [h for run_id, s in ref_by_id.items() for h in handler_hops(s, spans.handled.get(run_id, {}))]
+    to_work = [h for s in ref for h in work_hops(s)]
     stage_hops = [h for s in ref for h in hops(s)]
-    burst_hops = burst.pop("hops")
+    burst_seen: list[Seen] = burst.pop("seen")
+    burst_ids = {id(s): run_id for run_id, s in collector.runs.items()}
+    burst_hops = [h for s in burst_seen for h in handler_hops(s, spans.handled.get(burst_ids[id(s)], {}))]
     e2e = [s["end_to_end"] for s in stages]
     outside = [outside_stages(s) for s in stages]
     ref_statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in ref]
@@ -458,12 +489,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": burst,
         "bus_hop": {"count": len(ref_hops), "median_ms": round(1000 * _median(ref_hops), 1),
                     "p95_ms": round(1000 * _p95(ref_hops), 1)},
+        "bus_hop_to_work": {"count": len(to_work), "median_ms": round(1000 * _median(to_work), 1),
+                            "p95_ms": round(1000 * _p95(to_work), 1)},
         "stage_to_stage": {"count": len(stage_hops), "median_ms": round(1000 * _median(stage_hops), 1),
                            "p95_ms": round(1000 * _p95(stage_hops), 1)},
         "burst_hop": {"count": len(burst_hops), "median_ms": round(1000 * _median(burst_hops), 1),
                       "p95_ms": round(1000 * _p95(burst_hops), 1)},
         "outside_stages": {"median_s": round(_median(outside), 3), "p95_s": round(_p95(outside), 3)},
-        "where_time_goes": summarize_split([stage_split(s, operations.get(run_id, []))
+        "where_time_goes": summarize_split([stage_split(s, spans.operations.get(run_id, []))
                                             for run_id, s in ref_by_id.items()]),
     }
 
@@ -489,7 +522,8 @@ def show(result: dict[str, Any]) -> None:
     targets = [
         ("median end-to-end / floor", f"{result['ratio_to_floor']:.2f}", "≤ 1.5",
          result["ratio_to_floor"] <= 1.5),
-        ("bus hop median (reference runs)", f"{hop['median_ms']:.1f} ms (p95 {hop['p95_ms']:.1f})", "≤ 20 ms",
+        ("bus hop median (publish → handler start, reference runs)",
+         f"{hop['median_ms']:.1f} ms (p95 {hop['p95_ms']:.1f})", "≤ 20 ms",
          hop["median_ms"] <= 20),
         (f"throughput, {t['runs']} at once", f"{t['runs_per_minute']:.1f} runs/min, {t['errors']} errors",
          "≥ 30/min, 0 errors", t["runs_per_minute"] >= 30 and t["errors"] == 0),
@@ -503,6 +537,10 @@ def show(result: dict[str, Any]) -> None:
     console.print(f"most twins alive at once: {t['max_twins_alive']} (limit {t['twin_limit']}, "
                   f"{t['stage_workers']} workers per stage); services' peak RSS: "
                   f"{t['services_peak_rss_mb']} MB; statuses: {t['statuses']}")
+    if "bus_hop_to_work" in result:
+        to_work = result["bus_hop_to_work"]
+        console.print(f"publish → the next stage's work (the hop, decoding and the ledger's claim): median "
+                      f"{to_work['median_ms']:.1f} ms, p95 {to_work['p95_ms']:.1f} ms")
     between = result["stage_to_stage"]
     console.print(f"stage to stage (with the durable outbox commit before the publish): median "
                   f"{between['median_ms']:.1f} ms, p95 {between['p95_ms']:.1f} ms")
