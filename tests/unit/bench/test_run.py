@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from bench.run import (
     floor_steps,
     handler_hops,
     hops,
+    merged_evidence_steps,
     outside_stages,
     read_spans,
     reference_request,
@@ -330,6 +332,27 @@ def test_floor_with_evidence_adds_baseline_repeats_and_snapshots_around_the_patc
     # the snapshot is the services' own: /etc and the nginx service (sysv), at most 5000 files
     assert state[:2] == ["bash", "-c"]
     assert state[3:] == ["snapshot", "5000", "root:/etc", "svc:nginx:sysv"]
+
+
+def test_the_merged_evidence_is_the_same_programs_in_one_exec_per_stage() -> None:
+    provision, patch, probe = merged_evidence_steps()
+    state = floor_steps(with_evidence=True)[3]
+    checks = contract_checks()[2]
+
+    assert provision[3:] == ["provision", state[2], checks, *state[4:]]
+    assert patch[3:] == ["patch", state[2], GOOD_PATCH, *state[4:]]
+    assert probe[3:] == ["probe", state[2], checks]
+
+
+def test_the_merged_programs_run_what_they_are_given_in_order() -> None:
+    """Run here with stand-ins: `$1` the snapshot, `$2` the probe (or, for the patch, the patch)."""
+    def run(step: list[str], snapshot: str, other: str) -> str:
+        argv = [*step[:4], snapshot, other, *step[6:]]
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+
+    _, patch, probe = merged_evidence_steps()
+    assert run(probe, "echo snapshot", "echo round") == "round\nround\n"
+    assert run(patch, 'echo "snapshot $*"', "echo patched") == "patched\nsnapshot 5000 root:/etc svc:nginx:sysv\n"
 
 
 # -- the judgement against the targets ----------------------------------------------------------
