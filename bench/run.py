@@ -119,6 +119,7 @@ class Services:
 class Seen:
     """What a client can observe of one run."""
 
+    run_id: str = ""
     published: float = 0.0
     events: dict[Topic, dict[str, Any]] = field(default_factory=dict)
     received: dict[Topic, float] = field(default_factory=dict)
@@ -172,6 +173,7 @@ class Collector:
     async def submit(self, request: dict[str, Any]) -> Seen:
         """Publishes as a scanner would: the run id as key, the request as value."""
         seen = self.runs[request["run_id"]]
+        seen.run_id = request["run_id"]
         seen.published = time.time()
         await self._producer.send_and_wait(Topic.TWIN_REQUESTED.value, json.dumps(request).encode(),
                                            key=request["run_id"].encode(), timestamp_ms=int(seen.published * 1000))
@@ -227,11 +229,15 @@ def handler_hops(seen: Seen, handled: dict[Topic, float]) -> list[float]:
     return [handled[topic] - seen.created[topic] for topic in ALL_HOPS if topic in handled and topic in seen.created]
 
 
+def verdict_spans(seen: Seen) -> dict[str, dict[str, str]]:
+    """Stage name → its span, from the verdict's timeline (none before the verdict is seen)."""
+    return {s["stage"]: s for s in seen.events.get(Topic.VERDICT_ISSUED, {}).get("timeline") or []}
+
+
 def work_hops(seen: Seen) -> list[float]:
     """Publish to the start of the next stage's work: a hop, plus decoding the event and the
     ledger's claim on the run (its database round trips)."""
-    verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
-    spans = {s["stage"]: s for s in verdict.get("timeline") or []}
+    spans = verdict_spans(seen)
     return [_ts(spans[stage]["started_at"]) - seen.created[topic]
             for topic, stage in HOPS if stage in spans and topic in seen.created]
 
@@ -305,8 +311,7 @@ def covered(intervals: list[Interval]) -> float:
 def stage_split(seen: Seen, operations: list[Interval]) -> dict[str, dict[str, Any]]:
     """Per twin stage: its span, the time in the engine (twin operations, side by side counted
     once), patchtwin's own time (the rest), and each kind of operation's calls and seconds."""
-    verdict = seen.events.get(Topic.VERDICT_ISSUED, {})
-    spans = {s["stage"]: s for s in verdict.get("timeline") or []}
+    spans = verdict_spans(seen)
     split: dict[str, dict[str, Any]] = {}
     for stage in TWIN_STAGES:
         if stage not in spans:
@@ -489,16 +494,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.to_thread(services.stop)
             spans = read_spans(Path(scratch) / "spans.jsonl")  # complete once the services stopped
     stages = [breakdown(s) for s in ref]
-    ref_by_id = {run_id: seen for run_id, seen in collector.runs.items() if seen in ref}
     stage_names = [k for k in stages[0]] if stages else []
     # The bus overhead is measured on the reference runs (one at a time); in the burst a hop
     # also holds the wait for a free worker (back-pressure), shown apart.
-    ref_hops = [h for run_id, s in ref_by_id.items() for h in handler_hops(s, spans.handled.get(run_id, {}))]
+    ref_hops = [h for s in ref for h in handler_hops(s, spans.handled.get(s.run_id, {}))]
     to_work = [h for s in ref for h in work_hops(s)]
     stage_hops = [h for s in ref for h in hops(s)]
     burst_seen: list[Seen] = burst.pop("seen")
-    burst_ids = {id(s): run_id for run_id, s in collector.runs.items()}
-    burst_hops = [h for s in burst_seen for h in handler_hops(s, spans.handled.get(burst_ids[id(s)], {}))]
+    burst_hops = [h for s in burst_seen for h in handler_hops(s, spans.handled.get(s.run_id, {}))]
     e2e = [s["end_to_end"] for s in stages]
     outside = [outside_stages(s) for s in stages]
     ref_statuses = [s.events[Topic.VERDICT_ISSUED]["status"] for s in ref]
@@ -528,8 +531,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "burst_hop": {"count": len(burst_hops), "median_ms": round(1000 * _median(burst_hops), 1),
                       "p95_ms": round(1000 * _p95(burst_hops), 1)},
         "outside_stages": {"median_s": round(_median(outside), 3), "p95_s": round(_p95(outside), 3)},
-        "where_time_goes": summarize_split([stage_split(s, spans.operations.get(run_id, []))
-                                            for run_id, s in ref_by_id.items()]),
+        "where_time_goes": summarize_split([stage_split(s, spans.operations.get(s.run_id, [])) for s in ref]),
     }
 
 
