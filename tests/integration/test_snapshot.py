@@ -38,3 +38,23 @@ async def test_snapshot_reads_every_readable_sysctl_as_the_shell_reads_it(
     stable = {k for k in single if not snapshot.VOLATILE_SYSCTLS.match(k)}
     assert {k: state.sysctls[k] for k in stable} == {k: single[k] for k in stable}
     assert state.sysctls["net.ipv4.ip_forward"] in {"0", "1"}
+
+
+async def test_a_snapshot_has_every_section_and_never_hashes_its_own_scratch_files(
+    runtime: DockerRuntime, images: list[str]
+) -> None:
+    """The sections run side by side through scratch files under /tmp: with /tmp a root, only
+    the twin's own files there are hashed, and every section still arrives."""
+    asset = Asset.model_validate({"id": "snap", "platform": {"os": "debian", "version": "12"}})
+    twin = await runtime.create(new_run_id("snap-tmp"), "patchtwin/debian:12",
+                                limits=TwinLimits(cpus=0.5, memory_mb=128, pids=128), ttl_s=300)
+    try:
+        await runtime.exec(twin, ["sh", "-c", "echo mine > /tmp/own.txt"], timeout_s=30)
+        state = await snapshot.take(runtime, twin, asset, roots=["/etc", "/tmp"], max_files=5000)
+        leftovers = await runtime.exec(twin, ["sh", "-c", "ls -a /tmp"], timeout_s=30)
+    finally:
+        await runtime.destroy(twin.name)
+    assert [path for path in state.files if path.startswith("/tmp/")] == ["/tmp/own.txt"]
+    assert any(path.startswith("/etc/") for path in state.files)
+    assert state.packages and state.users and state.groups and state.sysctls and state.processes
+    assert ".patchtwin-snapshot" not in leftovers.stdout.decode()  # the scratch folder is removed

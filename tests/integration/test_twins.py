@@ -248,6 +248,8 @@ async def test_twin_that_never_gets_ready_says_what_was_missing(runtime: DockerR
 
     assert "nothing listens on tcp port 9999" in raised.value.message
     assert "nginx" not in raised.value.details["missing"]      # nginx did come up
+    # the services as readiness's last poll saw them
+    assert raised.value.details["services"]["nginx"]["state"] == "running"
 
 
 async def test_debian_11_twin_meets_its_pins(runtime: DockerRuntime, settings: Settings) -> None:
