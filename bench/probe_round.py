@@ -16,8 +16,8 @@ import time
 import uuid
 
 from patchtwin.checks import run_suite
-from patchtwin.images import web_ref
-from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.twins import DockerRuntime, TwinLimits
+from patchtwin.twins.images import web_ref
 from schemas import TwinRequested
 from tests.contract import TWIN_REQUESTED
 

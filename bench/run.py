@@ -45,12 +45,12 @@ from rich.console import Console
 from rich.table import Table
 
 from patchtwin.checks.engine import build_script
-from patchtwin.client import PROGRESS_TOPICS
-from patchtwin.demo import CHECKS, GOOD_PATCH
-from patchtwin.images import web_ref
-from patchtwin.runtime.docker import LABEL_OWNER, LABEL_RUN
+from patchtwin.cli.client import PROGRESS_TOPICS
+from patchtwin.cli.demo import CHECKS, GOOD_PATCH
 from patchtwin.settings import Settings
-from patchtwin.snapshot import build_script as snapshot_script
+from patchtwin.twins.docker import LABEL_OWNER, LABEL_RUN
+from patchtwin.twins.images import web_ref
+from patchtwin.twins.snapshot import build_script as snapshot_script
 from schemas import TwinRequested
 from schemas.topics import Topic
 

@@ -1,6 +1,18 @@
-"""patchtwin: test a patch on a disposable twin of a host before it reaches production."""
+"""patchtwin: test a patch on a disposable twin of a host before it reaches production.
 
-from patchtwin.app import SERVICES, App
+The public surface is small and cheap to import: the settings and the exception tree.
+The layers live in subpackages, each importing only the ones below it:
+
+    patchtwin.cli            the composition root: app (all services), commands, client, demo
+    patchtwin.checks         the probe engine (baseline and after)
+    patchtwin.twins          twin runtimes (docker, kubernetes), platforms, images, snapshots
+    patchtwin.core           bus, inbox / run ledger / outbox, store, retry
+    patchtwin.observability  telemetry, logs, HTTP endpoints, samplers
+    patchtwin.settings, patchtwin.exceptions
+
+Services (`services/`) use this package; it never imports them, except the composition root.
+"""
+
 from patchtwin.exceptions import (
     ImageUnavailable,
     InvalidRequest,
@@ -11,8 +23,6 @@ from patchtwin.exceptions import (
 from patchtwin.settings import Settings, get_settings
 
 __all__ = [
-    "SERVICES",
-    "App",
     "ImageUnavailable",
     "InvalidRequest",
     "PatchtwinError",

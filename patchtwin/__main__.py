@@ -1,5 +1,5 @@
 """`python -m patchtwin` is the `patchtwin` command."""
 
-from patchtwin.cli import main
+from patchtwin.cli.commands import main
 
 main()

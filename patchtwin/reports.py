@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from patchtwin.store import RunRow
+from patchtwin.core.store import RunRow
 from schemas import CheckVerdict, Classification, Code, Issue, VerdictIssued, VerdictStatus
 from schemas.state import PackageChange, PackageVersion, ServiceChange, StateDiff, ValueChange
 

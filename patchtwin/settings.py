@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     snapshot_max_files: int = 5000
     snapshot_timeout_s: float = 60.0
     #: Twins alive at once across the provisioner's workers; 0 picks 4 per core, fewer when
-    #: memory is short (patchtwin.capacity.default_max_twins). More requests wait in Kafka.
+    #: memory is short (patchtwin.twins.capacity.default_max_twins). More requests wait in Kafka.
     max_twins: int = 0
     #: Per stream: what is kept of the patch's stdout and of its stderr (head and tail).
     patch_output_cap_bytes: int = 1024 * 1024
@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     janitor_docker_events: bool = True
 
     def twin_limit(self) -> int:
-        from patchtwin.capacity import default_max_twins
+        from patchtwin.twins.capacity import default_max_twins
 
         return self.max_twins or default_max_twins()
 

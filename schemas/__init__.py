@@ -25,9 +25,11 @@ from schemas.events import (
     VerdictStatus,
 )
 from schemas.request import Artifact, Asset, Patch, Platform, Relaxations, Resources
+from schemas.stages import BEFORE_THE_VERDICT, StageName
 from schemas.topics import Topic
 
 __all__ = [
+    "BEFORE_THE_VERDICT",
     "CHECK_FAMILIES",
     "EVENTS",
     "MEANING",
@@ -54,6 +56,7 @@ __all__ = [
     "Resources",
     "RunContext",
     "RunFailed",
+    "StageName",
     "StageSpan",
     "SuiteResult",
     "Topic",

@@ -1,5 +1,7 @@
-"""Writes the JSON Schema of every event to schemas/json/ and the AsyncAPI document of all topics to
-schemas/asyncapi.json (`python -m schemas.generate`)."""
+"""Writes the JSON Schema of every event to schemas/json/ (`python -m schemas.generate`).
+
+The AsyncAPI document (schemas/asyncapi.json) needs the services' routers, which this package
+never imports: `patchtwin schemas` (patchtwin.cli.asyncapi) writes both."""
 
 from __future__ import annotations
 
@@ -26,9 +28,6 @@ def main() -> None:
     JSON_DIR.mkdir(exist_ok=True)
     for name, text in render().items():
         (JSON_DIR / name).write_text(text)
-    from schemas import asyncapi  # imports the services: only when writing
-
-    asyncapi.main()
 
 
 if __name__ == "__main__":

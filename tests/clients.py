@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from patchtwin.images import web_ref
 from patchtwin.settings import Settings
+from patchtwin.twins.images import web_ref
 
 NGINX_CHECKS: list[dict[str, Any]] = [
     {"type": "port", "port": 80},

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from patchtwin.app import App
-from patchtwin.embedded import EmbeddedStack
-from patchtwin.images import ensure_demo_images
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.app import App
+from patchtwin.cli.embedded import EmbeddedStack
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
+from patchtwin.twins.images import ensure_demo_images
 from tests.kubernetes.cluster import cluster
 from tests.kubernetes.fake_apiserver import FakeApiServer
 

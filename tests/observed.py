@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from patchtwin import telemetry
+from patchtwin.observability import telemetry
 from patchtwin.settings import Settings
 
 

@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from patchtwin.checks.versions import ORDERINGS, satisfies
-from patchtwin.runtime.base import ExecResult
+from patchtwin.twins.runtime import ExecResult
 from schemas.checks import (
     Check,
     CheckResult,

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from patchtwin.core.stage import now
+from patchtwin.core.store import save_verdict
 from patchtwin.reports import render_all
-from patchtwin.stage import now
-from patchtwin.store import save_verdict
 from schemas import (
     CheckResult,
     ChecksCompleted,

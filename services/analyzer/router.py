@@ -4,14 +4,15 @@ from typing import TypeVar
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.stage import Stage
+from patchtwin.core.stage import Stage
+from patchtwin.twins import Runtimes
 from schemas import ChecksCompleted, Code, Event, RunFailed, Topic, VerdictIssued
 from services.analyzer.logic import judge, judge_failure, store_verdict
 
 E = TypeVar("E", bound=Event)
 
 
-def build_router(stage: Stage) -> KafkaRouter:
+def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
     router = KafkaRouter()
     router.publisher(stage.topic(Topic.VERDICT_ISSUED), title="verdict.issued", schema=VerdictIssued)
 

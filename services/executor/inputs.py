@@ -20,8 +20,8 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import PatchInputUnavailable, RerunInputChanged
-from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN
 from patchtwin.settings import Settings
+from patchtwin.twins.runtime import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN
 from schemas.request import Artifact
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from patchtwin import snapshot, store
+from patchtwin.core import store
+from patchtwin.core.stage import Stage, now
 from patchtwin.exceptions import InvalidRequest
-from patchtwin.runtime import ExecResult, TwinRuntime
-from patchtwin.runtime.base import CUT_MARKER
 from patchtwin.settings import Settings
-from patchtwin.stage import Stage, now
+from patchtwin.twins import ExecResult, TwinRuntime, snapshot
+from patchtwin.twins.runtime import CUT_MARKER
 from schemas import Code, Event, PatchApplied, PatchOutcome, RunContext, RunFailed, StageSpan, TwinReady
 from schemas.events import PackageChange, PatchStep
 from services.executor.inputs import fetch_artifacts, fetch_packages, verify_rerun

@@ -1,8 +1,8 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.runtime import Runtimes
-from patchtwin.stage import Stage
+from patchtwin.core.stage import Stage
+from patchtwin.twins import Runtimes
 from schemas import PatchApplied, Topic, TwinReady
 from services.executor.logic import PatchRecord, apply_patch, interrupted, recorded_inputs, store_patch_run
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 
-from patchtwin.runtime import DockerRuntime, Runtimes, TwinRuntime
-from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_RUN
-from patchtwin.stage import Stage
-from patchtwin.store import OutboxRecord
+from patchtwin.core.stage import Stage
+from patchtwin.core.store import OutboxRecord
+from patchtwin.twins import DockerRuntime, Runtimes, TwinRuntime
+from patchtwin.twins.runtime import LABEL_CREATED, LABEL_EXPIRES, LABEL_RUN
 from schemas import Code, RunFailed, TwinReleased, VerdictIssued
 
 _DEADLINE_IDS = uuid.UUID("6f0c3e52-7a1d-4a8e-9a57-1d2f8b0c4e11")
@@ -149,18 +148,3 @@ def _expired(stamp: str | None, now: datetime) -> bool:
         return datetime.fromisoformat(stamp) <= now
     except ValueError:
         return True
-
-
-def remember_release(event: object):  # type: ignore[no-untyped-def]
-    """Keeps whether the twin was kept on request, so the sweep leaves it alone."""
-    if not isinstance(event, TwinReleased):
-        return None
-
-    async def write(conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "UPDATE janitor_runs SET outcome = $2 WHERE run_id = $1",
-            event.run_id,
-            json.dumps({"kept": event.kept, "twins": event.twins}),
-        )
-
-    return write

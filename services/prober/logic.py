@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from patchtwin.checks import run_suite
-from patchtwin.runtime import TwinRuntime
-from patchtwin.stage import now
+from patchtwin.core.stage import now
+from patchtwin.twins import TwinRuntime
 from schemas import ChecksCompleted, PatchApplied, StageSpan
 
 

@@ -1,8 +1,8 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.runtime import Runtimes
-from patchtwin.stage import Stage
+from patchtwin.core.stage import Stage
+from patchtwin.twins import Runtimes
 from schemas import ChecksCompleted, PatchApplied, Topic
 from services.prober.logic import probe
 

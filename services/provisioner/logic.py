@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from patchtwin import snapshot
-from patchtwin.asset_images import AssetImage, ensure_asset_image
 from patchtwin.checks import run_suite
+from patchtwin.core.stage import now
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost
-from patchtwin.fidelity import measure
-from patchtwin.platforms import resolve_base
-from patchtwin.readiness import wait_ready
-from patchtwin.runtime import DEFAULT_CAPABILITIES, Hardening, TwinLimits, TwinRuntime
 from patchtwin.settings import Settings
-from patchtwin.stage import now
+from patchtwin.twins import DEFAULT_CAPABILITIES, Hardening, TwinLimits, TwinRuntime, snapshot
+from patchtwin.twins.asset_images import AssetImage, ensure_asset_image
+from patchtwin.twins.fidelity import measure
+from patchtwin.twins.platforms import resolve_base
+from patchtwin.twins.readiness import wait_ready
 from schemas import RunContext, StageSpan, TwinReady, TwinRequested
 from schemas.events import TwinRef
 from schemas.state import Provisioning, SystemState

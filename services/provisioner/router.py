@@ -1,10 +1,10 @@
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from patchtwin.capacity import TwinGate
-from patchtwin.runtime import Runtimes
-from patchtwin.runtime.base import LABEL_RUN
-from patchtwin.stage import Stage
+from patchtwin.core.stage import Stage
+from patchtwin.twins import Runtimes
+from patchtwin.twins.capacity import TwinGate
+from patchtwin.twins.runtime import LABEL_RUN
 from schemas import Topic, TwinReady, TwinRequested
 from services.provisioner.logic import provision
 

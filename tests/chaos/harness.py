@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patchtwin.app import SERVICES
+from patchtwin.cli.app import SERVICES
 from patchtwin.settings import Settings
 
 

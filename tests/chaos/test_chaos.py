@@ -23,11 +23,11 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from patchtwin.app import SERVICES
-from patchtwin.embedded import EmbeddedStack
-from patchtwin.images import base_ref
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.app import SERVICES
+from patchtwin.cli.embedded import EmbeddedStack
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
+from patchtwin.twins.images import base_ref
 from tests.chaos.harness import Services
 from tests.clients import publish
 
@@ -213,7 +213,7 @@ async def test_thirty_runs_under_random_kills_get_thirty_verdicts_and_leave_noth
     rng = random.Random(seed)
     run_ids = [f"chaos-{seed}-{n:02d}" for n in range(RUNS)]
     # every service is killed once, one of them twice; SIGTERM once (a graceful stop)
-    victims = [*SERVICES, rng.choice(SERVICES)]
+    victims = [*SERVICES, rng.choice(list(SERVICES))]
     rng.shuffle(victims)
     kills: list[tuple[float, str, str]] = []
 

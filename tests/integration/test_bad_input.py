@@ -9,7 +9,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from patchtwin.app import App
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
 from tests.clients import new_run_id, nginx_request, publish, read_topic, verdicts_of
 

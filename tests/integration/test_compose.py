@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from schemas.stages import StageName
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
-SERVICES = ("provisioner", "executor", "prober", "analyzer", "janitor")
+SERVICES = tuple(StageName)
 TWIN_TOUCHING = {"provisioner", "executor", "prober", "janitor"}
 SOCKET = "/var/run/docker.sock"
 

@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from patchtwin.app import App
-from patchtwin.images import base_ref
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
+from patchtwin.twins.images import base_ref
 from tests.clients import keyed, new_run_id, publish, read_topic, serving, verdicts_of
 
 

@@ -7,10 +7,10 @@ import asyncio
 import json
 from typing import Any
 
-from patchtwin.app import App
-from patchtwin.runtime import DockerRuntime, TwinLimits, twin_name
-from patchtwin.runtime.docker import DEFAULT_CAPABILITIES, network_name
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime, TwinLimits, twin_name
+from patchtwin.twins.docker import DEFAULT_CAPABILITIES, network_name
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 
 #: capability numbers (linux/capability.h) of the default set

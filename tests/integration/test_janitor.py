@@ -8,11 +8,11 @@ import time
 import uuid
 from typing import Any
 
-from patchtwin.app import App
-from patchtwin.images import base_ref
-from patchtwin.runtime import DockerRuntime, TwinLimits
-from patchtwin.runtime.base import LABEL_INSTANCE
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime, TwinLimits
+from patchtwin.twins.images import base_ref
+from patchtwin.twins.runtime import LABEL_INSTANCE
 from services.janitor.logic import react_to_docker_events, sweep, watchdog
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 

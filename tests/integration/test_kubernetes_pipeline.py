@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from patchtwin.app import App
-from patchtwin.runtime.base import TwinLimits
-from patchtwin.runtime.kubernetes import KubernetesRuntime
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
+from patchtwin.twins.kubernetes import KubernetesRuntime
+from patchtwin.twins.runtime import TwinLimits
 from services.janitor.logic import sweep
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 from tests.integration.test_pipeline import BREAKING, GOOD

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from patchtwin.exceptions import CloneFailed, ImageUnavailable, TwinLost
-from patchtwin.runtime.base import CUT_MARKER, LABEL_EXPIRES, LABEL_RUN, TwinLimits
-from patchtwin.runtime.kubernetes import API_USE, KubernetesRuntime
 from patchtwin.settings import Settings
+from patchtwin.twins.kubernetes import API_USE, KubernetesRuntime
+from patchtwin.twins.runtime import CUT_MARKER, LABEL_EXPIRES, LABEL_RUN, TwinLimits
 from schemas.asset import Asset
 from tests.clients import new_run_id
 from tests.kubernetes.cluster import REAL_KUBECONFIG, cluster

@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from patchtwin.app import App
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
 from tests.clients import new_run_id, nginx_request
 

@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from patchtwin.app import SERVICES, App
-from patchtwin.http import Endpoints
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.app import SERVICES, App
+from patchtwin.observability.http import Endpoints
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic
 
 

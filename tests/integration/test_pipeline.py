@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from patchtwin.app import App
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
 from schemas import TwinRequested
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 

@@ -14,8 +14,8 @@ import pytest
 from pydantic import TypeAdapter
 
 from patchtwin.checks import run_suite
-from patchtwin.images import base_ref, web_ref
-from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.twins import DockerRuntime, TwinLimits
+from patchtwin.twins.images import base_ref, web_ref
 from schemas.checks import Check, CheckResult, CheckStatus, SuiteResult, unique_names
 from schemas.events import TwinRef
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from patchtwin.app import App
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic, verdicts_of
 

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from patchtwin import store
-from patchtwin.app import App
-from patchtwin.cli import _parser, _rerun
+from patchtwin.cli.app import App
+from patchtwin.cli.commands import _parser, _rerun
+from patchtwin.core import store
 from patchtwin.settings import Settings
 from tests.clients import new_run_id, serving
 from tests.integration.test_executor import request, verdict_for

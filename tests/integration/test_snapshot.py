@@ -3,8 +3,7 @@ pass (it is taken twice a run, in a twin of half a CPU, so its cost is every run
 
 from __future__ import annotations
 
-from patchtwin import snapshot
-from patchtwin.runtime import DockerRuntime, TwinLimits
+from patchtwin.twins import DockerRuntime, TwinLimits, snapshot
 from schemas.asset import Asset
 from tests.clients import new_run_id
 

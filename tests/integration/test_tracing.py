@@ -9,9 +9,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from patchtwin.app import SERVICES, App
+from patchtwin.cli.app import SERVICES, App
+from patchtwin.observability.telemetry import ATTR_IMAGE, ATTR_OUTCOME, ATTR_RUN_ID, ATTR_SERVICE
 from patchtwin.settings import Settings
-from patchtwin.telemetry import ATTR_IMAGE, ATTR_OUTCOME, ATTR_RUN_ID, ATTR_SERVICE
 from schemas import TwinReleased
 from tests.clients import keyed, new_run_id, nginx_request, publish, read_topic
 from tests.observed import spans, wait_for_spans

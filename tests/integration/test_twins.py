@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from patchtwin.app import App
-from patchtwin.asset_images import BUILDS
+from patchtwin.cli.app import App
 from patchtwin.exceptions import ImageUnavailable, TwinNotReady
-from patchtwin.platforms import Dpkg, resolve_base
-from patchtwin.runtime import DockerRuntime, TwinLimits
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime, TwinLimits
+from patchtwin.twins.asset_images import BUILDS
+from patchtwin.twins.platforms import Dpkg, resolve_base
 from schemas import TwinReady, TwinRequested
 from schemas.asset import Platform
 from services.provisioner.logic import provision

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import xmlschema
 
-from patchtwin.app import App
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
 from tests.clients import new_run_id, nginx_request, publish, verdicts_of
 

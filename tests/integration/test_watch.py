@@ -9,9 +9,9 @@ import sys
 
 from rich.console import Console
 
-from patchtwin.app import App
+from patchtwin.cli.app import App
+from patchtwin.cli.watch import STAGES, watch
 from patchtwin.settings import Settings
-from patchtwin.watch import STAGES, watch
 from tests.clients import new_run_id, nginx_request, publish
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from patchtwin.app import App
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
 
 #: the limits every attack meets (a request may still set its own `asset.resources`)

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from patchtwin.app import App
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.app import App
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
 from tests.clients import NGINX_CHECKS, keyed, new_run_id, nginx_request, publish, read_topic
 from tests.security.conftest import LIMITS
 

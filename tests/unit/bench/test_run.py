@@ -35,8 +35,8 @@ from bench.run import (
     work_hops,
 )
 from patchtwin.checks.engine import build_script
-from patchtwin.demo import GOOD_PATCH
-from patchtwin.images import web_ref
+from patchtwin.cli.demo import GOOD_PATCH
+from patchtwin.twins.images import web_ref
 from schemas import TwinRequested
 from schemas.topics import Topic
 from tests.contract import TWIN_REQUESTED

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from patchtwin.runtime.kubernetes import API_USE
+from patchtwin.twins.kubernetes import API_USE
 from tests.kubernetes.fake_apiserver import pod_security_violations
 
 DEPLOY = Path(__file__).parents[3] / "deploy" / "kubernetes"

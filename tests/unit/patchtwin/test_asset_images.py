@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
-from patchtwin.asset_images import build_context, dockerfile, fingerprint
+from patchtwin.twins.asset_images import build_context, dockerfile, fingerprint
 from schemas.asset import Asset
 
 BASE = "patchtwin/debian:12"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from patchtwin.bus import Undecodable, cloudevent_headers, parse_value, validate_event
+from patchtwin.core.bus import Undecodable, cloudevent_headers, parse_value, validate_event
 from schemas import Code, TwinRequested
 from tests.contract import TWIN_REQUESTED
 

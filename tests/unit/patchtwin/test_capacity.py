@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from patchtwin.capacity import TwinGate, default_max_twins
+from patchtwin.twins.capacity import TwinGate, default_max_twins
 
 
 def test_default_is_four_twins_per_core() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from patchtwin.client import rerun_id, rerun_request
+from patchtwin.cli.client import rerun_id, rerun_request
 from schemas import TwinRequested
 
 TOOL = b"#!/bin/sh\necho tool\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from patchtwin.fidelity import measure
+from patchtwin.twins.fidelity import measure
 from schemas.asset import Asset
 from schemas.state import ServiceState, Socket, SystemState
 

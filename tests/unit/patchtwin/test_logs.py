@@ -9,7 +9,7 @@ import logging
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from patchtwin.logs import RUN_ID, JsonFormatter, RunContextFilter, configure
+from patchtwin.observability.logs import RUN_ID, JsonFormatter, RunContextFilter, configure
 
 
 def _logger(stream: io.StringIO, formatter: logging.Formatter) -> logging.Logger:

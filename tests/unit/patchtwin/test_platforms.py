@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from patchtwin.platforms import (
+from patchtwin.twins.platforms import (
     PACKAGE_MANAGERS,
     Apk,
     Dpkg,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from patchtwin.readiness import conditions, parse
+from patchtwin.twins.readiness import conditions, parse
 from schemas.asset import Asset
 
 

@@ -7,8 +7,8 @@ import pytest
 from aiodocker.exceptions import DockerError
 from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 
+from patchtwin.core.retry import is_transient, retrying
 from patchtwin.exceptions import ImageUnavailable, InvalidRequest, TransientError, TwinLost
-from patchtwin.retry import is_transient, retrying
 from patchtwin.settings import Settings
 
 FAST = Settings(retry_attempts=3, retry_initial_s=0.001, retry_max_s=0.002)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
-from patchtwin.snapshot import diff, parse, parse_socket
+from patchtwin.twins.snapshot import diff, parse, parse_socket
 from schemas.state import ServiceState, Socket, SystemState
 
 

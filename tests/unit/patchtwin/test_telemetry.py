@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from pydantic import ValidationError
 
-from patchtwin import telemetry
+from patchtwin.observability import telemetry
 from patchtwin.settings import Settings
 from schemas import Code, RunFailed, TwinRequested
 from tests.contract import TWIN_REQUESTED

@@ -9,7 +9,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from schemas.asyncapi import ASYNCAPI_FILE, SERVER, build, render
+from patchtwin.cli.asyncapi import ASYNCAPI_FILE, SERVER, build, render
 from schemas.events import EVENTS
 from schemas.topics import Topic
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from patchtwin.bus import Undecodable, validate_event
+from patchtwin.core.bus import Undecodable, validate_event
 from schemas import Code, TwinRequested
 from schemas.checks import CHECK_FAMILIES, PackageCheck, ProcessCheck, ServiceCheck
 from tests.contract import TWIN_REQUESTED

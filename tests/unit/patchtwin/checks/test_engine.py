@@ -23,7 +23,7 @@ from patchtwin.checks.engine import (
     percentile,
     run_suite,
 )
-from patchtwin.runtime import ExecResult
+from patchtwin.twins import ExecResult
 from schemas.checks import Check, CheckResult, CheckStatus
 from schemas.events import TwinRef
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
-from patchtwin.runtime.docker import DEFAULT_CAPABILITIES, Hardening, TwinLimits, host_config, read_archive
+from patchtwin.twins.docker import DEFAULT_CAPABILITIES, Hardening, TwinLimits, host_config, read_archive
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from patchtwin.exceptions import CloneFailed
-from patchtwin.runtime.k8s_clone import plan
-from patchtwin.runtime.k8s_manifests import RunMeta
+from patchtwin.twins.k8s_clone import plan
+from patchtwin.twins.k8s_manifests import RunMeta
 
 META = RunMeta(run_id="r1", owner="patchtwin", created=datetime(2026, 11, 29, tzinfo=UTC), ttl_s=600)
 SECRET = "s3cr3t-value"

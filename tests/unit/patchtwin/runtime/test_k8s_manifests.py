@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from patchtwin.runtime.base import LABEL_EXPIRES, LABEL_RUN, TwinLimits
-from patchtwin.runtime.k8s_manifests import (
+from patchtwin.twins.k8s_manifests import (
     RunMeta,
     namespace_name,
     owner_selector,
     run_objects,
     twin_pod,
 )
+from patchtwin.twins.runtime import LABEL_EXPIRES, LABEL_RUN, TwinLimits
 from tests.kubernetes.fake_apiserver import pod_security_violations, selects
 
 META = RunMeta(run_id="scan-2026:web-01@openssl", owner="patchtwin", created=datetime(2026, 11, 29, tzinfo=UTC),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from patchtwin.exceptions import RuntimeUnavailable
-from patchtwin.runtime import CappedBuffer, DockerRuntime, Runtimes, TwinRuntime
-from patchtwin.runtime.base import CUT_MARKER
+from patchtwin.twins import CappedBuffer, DockerRuntime, Runtimes, TwinRuntime
+from patchtwin.twins.runtime import CUT_MARKER
 from schemas import Code
 from schemas.events import TwinRef
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from patchtwin.runtime import ExecResult
-from patchtwin.runtime.base import CUT_MARKER
 from patchtwin.settings import Settings
+from patchtwin.twins import ExecResult
+from patchtwin.twins.runtime import CUT_MARKER
 from services.executor.logic import excerpt, outcome_of
 
 

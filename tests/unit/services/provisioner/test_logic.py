@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from patchtwin.runtime import DEFAULT_CAPABILITIES
 from patchtwin.settings import Settings
+from patchtwin.twins import DEFAULT_CAPABILITIES
 from schemas import TwinRequested
 from services.provisioner.logic import hardening_for
 

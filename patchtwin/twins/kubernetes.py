@@ -33,8 +33,10 @@ from patchtwin.exceptions import (
     TwinNotReady,
     TwinStartFailed,
 )
-from patchtwin.runtime import k8s_clone, k8s_manifests
-from patchtwin.runtime.base import (
+from patchtwin.settings import Settings
+from patchtwin.twins import k8s_clone, k8s_manifests
+from patchtwin.twins.docker import CopiedOut, read_archive
+from patchtwin.twins.runtime import (
     LABEL_CREATED,
     LABEL_EXPIRES,
     LABEL_INSTANCE,
@@ -46,8 +48,6 @@ from patchtwin.runtime.base import (
     TwinLimits,
     supervise_with_exec,
 )
-from patchtwin.runtime.docker import CopiedOut, read_archive
-from patchtwin.settings import Settings
 from schemas.asset import Asset, KubernetesOptions
 from schemas.events import CloneSummary, TwinRef
 

@@ -25,7 +25,8 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
-from patchtwin.runtime.base import (
+from patchtwin.observability.telemetry import traced_twin_op
+from patchtwin.twins.runtime import (
     DEFAULT_CAPABILITIES,
     LABEL_CREATED,
     LABEL_EXPIRES,
@@ -41,7 +42,6 @@ from patchtwin.runtime.base import (
     TwinLimits,
     parse_status,
 )
-from patchtwin.telemetry import traced_twin_op
 from schemas.asset import Asset
 from schemas.events import TwinRef
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from patchtwin.runtime.base import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, TwinLimits
+from patchtwin.twins.runtime import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, TwinLimits
 
 Profile = Literal["restricted", "baseline"]
 

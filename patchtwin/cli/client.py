@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from patchtwin.bus import cloudevent_headers
+from patchtwin.core.bus import cloudevent_headers
 from patchtwin.settings import Settings
 from schemas import TwinRequested, VerdictIssued
 from schemas.topics import Topic

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchtwin.exceptions import ImageBuildFailed, PackageVersionUnavailable
-from patchtwin.images import build_lock
-from patchtwin.platforms import lookup, package_manager
-from patchtwin.runtime import TwinRuntime
+from patchtwin.twins import TwinRuntime
+from patchtwin.twins.images import build_lock
+from patchtwin.twins.platforms import lookup, package_manager
 from schemas.asset import Asset
 
-log = logging.getLogger("patchtwin.asset_images")
+log = logging.getLogger("patchtwin.twins.asset_images")
 
 REPOSITORY = "patchtwin/asset"
 LABEL_ASSET = "io.patchtwin.asset-fingerprint"

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Literal
 
-from patchtwin.platforms import decode_b64, detect_packages_script, package_manager, service_state
-from patchtwin.runtime import TwinRuntime
 from patchtwin.settings import Settings
+from patchtwin.twins import TwinRuntime
+from patchtwin.twins.platforms import decode_b64, detect_packages_script, package_manager, service_state
 from schemas.asset import Asset
 from schemas.events import RunContext, TwinRef
 from schemas.state import (
@@ -30,12 +30,12 @@ from schemas.state import (
     ValueChange,
 )
 
-log = logging.getLogger("patchtwin.snapshot")
+log = logging.getLogger("patchtwin.twins.snapshot")
 
 PROTOCOLS: dict[str, Literal["tcp", "tcp6", "udp", "udp6"]] = {p: p for p in ("tcp", "tcp6", "udp", "udp6")}
 
-SERVICES_LIBRARY = resources.files("patchtwin").joinpath("services.sh").read_text()
-SNAPSHOT_LIBRARY = resources.files("patchtwin").joinpath("snapshot.sh").read_text()
+SERVICES_LIBRARY = resources.files("patchtwin.twins").joinpath("services.sh").read_text()
+SNAPSHOT_LIBRARY = resources.files("patchtwin.twins").joinpath("snapshot.sh").read_text()
 
 #: Sysctls that change on their own (counters, random values): never reported as changed.
 VOLATILE_SYSCTLS = re.compile(

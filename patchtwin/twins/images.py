@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from patchtwin.exceptions import ImageUnavailable
-from patchtwin.platforms import PLATFORMS, PlatformSpec
-from patchtwin.runtime import TwinRuntime
+from patchtwin.twins import TwinRuntime
+from patchtwin.twins.platforms import PLATFORMS, PlatformSpec
 
-log = logging.getLogger("patchtwin.images")
+log = logging.getLogger("patchtwin.twins.images")
 
 DEBIAN_RELEASES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
 MIRROR = "http://deb.debian.org/debian"

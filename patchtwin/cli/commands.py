@@ -17,8 +17,8 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
-from patchtwin.app import SERVICES, App, ensure_topics
-from patchtwin.logs import configure as configure_logging
+from patchtwin.cli.app import SERVICES, App, ensure_topics
+from patchtwin.observability.logs import configure as configure_logging
 from patchtwin.reports import FORMATS as REPORT_FORMATS
 from patchtwin.settings import Settings
 from schemas.codes import Code
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="the whole system on this machine (embedded defaults)")
     service = commands.add_parser("service", help="run one service")
-    service.add_argument("name", choices=SERVICES)
+    service.add_argument("name", choices=list(SERVICES))
     commands.add_parser("init", help="create topics and apply migrations, then exit")
     images = commands.add_parser("images", help="local base images")
     images.add_argument("action", choices=["build"])
@@ -101,7 +101,7 @@ def with_running_endpoints(settings: Settings) -> Settings:
 
 
 async def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.embedded import EmbeddedStack
+    from patchtwin.cli.embedded import EmbeddedStack
 
     stack = await EmbeddedStack(settings.state_dir, settings.kafka_bootstrap_servers,
                                 settings.database_url).start()
@@ -128,7 +128,7 @@ async def _service(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _init(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin import store
+    from patchtwin.core import store
 
     await ensure_topics(settings)
     assert settings.database_url, "DATABASE_URL is not set"
@@ -142,8 +142,8 @@ async def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _images(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.images import build_base, build_web
-    from patchtwin.runtime import DockerRuntime
+    from patchtwin.twins import DockerRuntime
+    from patchtwin.twins.images import build_base, build_web
 
     runtime = DockerRuntime(settings.docker_url)
     try:
@@ -165,9 +165,9 @@ def load_request(path: Path) -> dict[str, Any]:
 
 
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.client import submit
-    from patchtwin.demo import print_verdict
-    from patchtwin.watch import watch
+    from patchtwin.cli.client import submit
+    from patchtwin.cli.demo import print_verdict
+    from patchtwin.cli.watch import watch
 
     try:
         request = load_request(args.file)
@@ -192,8 +192,8 @@ async def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _watch(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.demo import print_verdict
-    from patchtwin.watch import watch
+    from patchtwin.cli.demo import print_verdict
+    from patchtwin.cli.watch import watch
 
     try:
         verdict = await watch(settings, args.run_id, console, timeout_s=args.timeout)
@@ -210,8 +210,8 @@ async def _watch(args: argparse.Namespace, settings: Settings) -> int:
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
-    from patchtwin.demo import run_demo
-    from patchtwin.embedded import EmbeddedStack
+    from patchtwin.cli.demo import run_demo
+    from patchtwin.cli.embedded import EmbeddedStack
 
     out = Console()
     with tempfile.TemporaryDirectory(prefix="patchtwin-demo-") as scratch:
@@ -234,7 +234,7 @@ async def _ledger(settings: Settings) -> asyncpg.Pool | None:
     if not settings.database_url:
         console.print("[red]no database[/]: start `patchtwin up`, or set DATABASE_URL")
         return None
-    from patchtwin import store
+    from patchtwin.core import store
 
     return await store.connect(settings.database_url, max_size=2)
 
@@ -249,7 +249,7 @@ def _not_found(run_id: str, progress: dict[str, str]) -> int:
 
 
 async def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin import store
+    from patchtwin.core import store
     from patchtwin.reports import render
 
     pool = await _ledger(settings)
@@ -269,7 +269,7 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _runs(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin import store
+    from patchtwin.core import store
     from patchtwin.reports import runs_table
 
     pool = await _ledger(settings)
@@ -284,7 +284,7 @@ async def _runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin import store
+    from patchtwin.core import store
     from patchtwin.reports import show_verdict
 
     pool = await _ledger(settings)
@@ -303,10 +303,10 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
 async def _rerun(args: argparse.Namespace, settings: Settings) -> int:
     """Publishes the run's stored request again under a new run id (`rerun_of` links the two);
     the executor refuses inputs whose sha256 differs from the record (RERUN_INPUT_CHANGED)."""
-    from patchtwin import store
-    from patchtwin.client import rerun_request, submit
-    from patchtwin.demo import print_verdict
-    from patchtwin.watch import watch
+    from patchtwin.cli.client import rerun_request, submit
+    from patchtwin.cli.demo import print_verdict
+    from patchtwin.cli.watch import watch
+    from patchtwin.core import store
     from services.executor.inputs import input_differences
 
     pool = await _ledger(settings)

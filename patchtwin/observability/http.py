@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-log = logging.getLogger("patchtwin.http")
+log = logging.getLogger("patchtwin.observability.http")
 
 Check = Callable[[], Awaitable[bool]]
 

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from patchtwin.client import follow
+from patchtwin.cli.client import follow
 from patchtwin.settings import Settings
 from schemas import VerdictIssued
 from schemas.topics import Topic

@@ -25,12 +25,9 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
-from patchtwin import telemetry
-from patchtwin.bus import Undecodable, cloudevent_headers, parse_value, validate_event
-from patchtwin.exceptions import PatchtwinError, TransientError
-from patchtwin.retry import retrying
-from patchtwin.settings import Settings
-from patchtwin.store import (
+from patchtwin.core.bus import Undecodable, cloudevent_headers, parse_value, validate_event
+from patchtwin.core.retry import retrying
+from patchtwin.core.store import (
     Claim,
     ClaimResult,
     Fenced,
@@ -40,12 +37,15 @@ from patchtwin.store import (
     mark_published,
     pending_outbox,
 )
+from patchtwin.exceptions import PatchtwinError, TransientError
+from patchtwin.observability import telemetry
+from patchtwin.settings import Settings
 from schemas.codes import Code
 from schemas.events import Event, RunFailed, StageSpan, TwinRequested
 from schemas.topics import Topic
 
 E = TypeVar("E", bound=Event)
-log = logging.getLogger("patchtwin.stage")
+log = logging.getLogger("patchtwin.core.stage")
 #: The message whose event is being handled (set by `receive`), so `handle` can dead-letter
 #: it; a context variable, because stages with several workers handle messages concurrently.
 _current_message: ContextVar[KafkaMessage | None] = ContextVar("patchtwin_current_message", default=None)

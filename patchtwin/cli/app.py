@@ -1,29 +1,61 @@
-"""Assembles services into one running process: broker, pool, runtime, routers, relays."""
+"""Assembles services into one running process: broker, pool, runtimes, routers, relays.
+
+The composition root: the only module that knows every service, through `SERVICES`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from patchtwin import store, telemetry
-from patchtwin.bus import make_broker
-from patchtwin.http import Endpoints
-from patchtwin.runtime import DockerRuntime, Runtimes
-from patchtwin.samplers import Sampler
+import services.analyzer.router as analyzer
+import services.executor.router as executor
+import services.janitor.router as janitor
+import services.prober.router as prober
+import services.provisioner.router as provisioner
+from patchtwin.core import store
+from patchtwin.core.bus import make_broker
+from patchtwin.core.stage import Stage
+from patchtwin.observability import telemetry
+from patchtwin.observability.http import Endpoints
+from patchtwin.observability.samplers import Sampler
 from patchtwin.settings import Settings
-from patchtwin.stage import Stage
+from patchtwin.twins import Runtimes
 from schemas.events import RunFailed, TwinRequested
+from schemas.stages import StageName
 from schemas.topics import Topic
 
-SERVICES = ("provisioner", "executor", "prober", "analyzer", "janitor")
 log = logging.getLogger("patchtwin.app")
+
+RouterFactory = Callable[[Stage, Runtimes], KafkaRouter]
+#: A service's own loops beside its handlers (the janitor's timers), each run as a task.
+BackgroundFactory = Callable[[Stage, Runtimes], list[Callable[[], Coroutine[Any, Any, None]]]]
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the composition root needs of a service: its router, and its background loops."""
+
+    build_router: RouterFactory
+    background: BackgroundFactory | None = None
+
+
+#: Every service, by name: the one registry the app, the CLI and the AsyncAPI document read.
+SERVICES: dict[str, Service] = {
+    StageName.PROVISIONER: Service(provisioner.build_router),
+    StageName.EXECUTOR: Service(executor.build_router),
+    StageName.PROBER: Service(prober.build_router),
+    StageName.ANALYZER: Service(analyzer.build_router),
+    StageName.JANITOR: Service(janitor.build_router, janitor.background),
+}
 
 
 async def ensure_topics(settings: Settings, partitions: int = 4) -> None:
@@ -42,34 +74,10 @@ async def ensure_topics(settings: Settings, partitions: int = 4) -> None:
         await admin.close()
 
 
-def _router_for(name: str, stage: Stage, runtimes: Runtimes) -> KafkaRouter:
-    if name == "provisioner":
-        from services.provisioner.router import build_router
-
-        return build_router(stage, runtimes)
-    if name == "executor":
-        from services.executor.router import build_router as build_executor
-
-        return build_executor(stage, runtimes)
-    if name == "prober":
-        from services.prober.router import build_router as build_prober
-
-        return build_prober(stage, runtimes)
-    if name == "analyzer":
-        from services.analyzer.router import build_router as build_analyzer
-
-        return build_analyzer(stage)
-    if name == "janitor":
-        from services.janitor.router import build_router as build_janitor
-
-        return build_janitor(stage, runtimes)
-    raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
-
-
 def shared_router(settings: Settings) -> KafkaRouter:
     """The publications of no one service, declared so the AsyncAPI document names them:
     requests come from clients (`patchtwin submit`, scanners), and any stage may fail a run
-    (`Stage.handle`) or dead-letter a message (`Stage.dead_letter`)."""
+    (`Stage.handle`) or dead-letter a message (`Inbox.dead_letter`)."""
     router = KafkaRouter()
     router.publisher(
         settings.topic(Topic.TWIN_REQUESTED.value), title="twin.requested", schema=TwinRequested,
@@ -90,9 +98,13 @@ def shared_router(settings: Settings) -> KafkaRouter:
 def include_routers(broker: KafkaBroker, stages: dict[str, Stage], runtimes: Runtimes) -> None:
     """Every service's router on one broker, and the shared publications."""
     for name, stage in stages.items():
-        broker.include_router(_router_for(name, stage, runtimes))
+        broker.include_router(SERVICES[name].build_router(stage, runtimes))
     settings = next(iter(stages.values())).settings
     broker.include_router(shared_router(settings))
+
+
+def unknown_services(names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name not in SERVICES]
 
 
 @dataclass
@@ -100,10 +112,9 @@ class App:
     """One or more services sharing a process (all five under `patchtwin up`)."""
 
     settings: Settings
-    services: tuple[str, ...] = SERVICES
+    services: tuple[str, ...] = tuple(SERVICES)
     broker: KafkaBroker | None = None
     pool: asyncpg.Pool | None = None
-    runtime: DockerRuntime | None = None
     runtimes: Runtimes | None = None
     stages: dict[str, Stage] = field(default_factory=dict)
     endpoints: Endpoints | None = None  # observe: /healthz /readyz /metrics
@@ -111,17 +122,14 @@ class App:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> App:
-        for name in self.services:
-            if name not in SERVICES:
-                raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+        if unknown := unknown_services(self.services):
+            raise ValueError(f"unknown service {unknown[0]!r}; one of {', '.join(SERVICES)}")
         assert self.settings.database_url, "DATABASE_URL is not set"
         telemetry.setup(self.settings, "-".join(self.services))  # observe
         self.pool = await store.connect(self.settings.database_url)
         await store.migrate(self.pool)
         await ensure_topics(self.settings)
         self.runtimes = Runtimes.from_settings(self.settings)
-        docker = next((r for r in self.runtimes.all() if isinstance(r, DockerRuntime)), None)
-        self.runtime = docker
         self.broker = make_broker(self.settings, client_id=f"patchtwin-{'-'.join(self.services)}")
         for name in self.services:
             self.stages[name] = Stage(name, pool=self.pool, broker=self.broker, settings=self.settings)
@@ -129,24 +137,12 @@ class App:
         await self.broker.start()
         for stage in self.stages.values():
             stage.start_relay()
-        if "janitor" in self.services:
-            self._tasks.append(asyncio.create_task(self._sweep_forever()))
-            if self.settings.janitor_docker_events and self.runtime is not None:
-                self._tasks.append(asyncio.create_task(self._follow_docker_events(self.runtime)))
+        for name, stage in self.stages.items():
+            background = SERVICES[name].background
+            for loop in background(stage, self.runtimes) if background is not None else []:
+                self._tasks.append(asyncio.create_task(loop()))
         await self._observe()
         return self
-
-    async def _follow_docker_events(self, runtime: DockerRuntime) -> None:
-        """The janitor's Docker event subscription, re-opened whenever the stream ends."""
-        from services.janitor.logic import react_to_docker_events
-
-        assert self.pool is not None
-        while True:
-            try:
-                await react_to_docker_events(runtime, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
-            except Exception:
-                log.warning("janitor: Docker events stream failed", exc_info=True)
-            await asyncio.sleep(self.settings.janitor_interval_s)
 
     async def _observe(self) -> None:
         """observe: this process's HTTP endpoint and metric samplers (issue 9)."""
@@ -160,7 +156,7 @@ class App:
             return await broker.ping(timeout=2)
 
         checks = {"kafka": kafka, "database": database}
-        if set(self.services) - {"analyzer"}:  # the services that handle twins need their runtimes
+        if set(self.services) - {StageName.ANALYZER}:  # the services that handle twins need their runtimes
             checks.update({runtime.name: runtime.ping for runtime in runtimes})
         if self.settings.http_port >= 0:
             self.endpoints = await Endpoints(
@@ -171,25 +167,8 @@ class App:
             group = getattr(subscriber, "group_id", None)
             if group:
                 groups.setdefault(group, []).extend(getattr(subscriber, "topic_names", []))
-        twins = runtimes if "janitor" in self.services else []
+        twins = runtimes if StageName.JANITOR in self.services else []
         self.sampler = Sampler(self.settings, twins, groups).start()
-
-    async def _sweep_forever(self) -> None:
-        """The janitor's timers: at start and then every interval, fail runs past their
-        deadline (watchdog) and remove twins no run needs (sweep)."""
-        from services.janitor.logic import sweep, watchdog
-
-        assert self.runtimes is not None and self.pool is not None
-        while True:
-            try:
-                await watchdog(self.stages["janitor"])
-            except Exception:
-                log.warning("janitor watchdog failed", exc_info=True)
-            try:
-                await sweep(self.runtimes, self.pool, orphan_grace_s=self.settings.janitor_orphan_grace_s)
-            except Exception:
-                log.warning("janitor sweep failed", exc_info=True)
-            await asyncio.sleep(self.settings.janitor_interval_s)
 
     async def stop(self) -> None:
         if self.endpoints is not None:  # observe

@@ -18,12 +18,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from patchtwin.runtime import DockerRuntime
-from patchtwin.runtime.base import TwinRuntime
-from patchtwin.runtime.docker import LABEL_RUN
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
+from patchtwin.twins.docker import LABEL_RUN
+from patchtwin.twins.runtime import TwinRuntime
 
-log = logging.getLogger("patchtwin.samplers")
+log = logging.getLogger("patchtwin.observability.samplers")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 from patchtwin.settings import Settings
 
-log = logging.getLogger("patchtwin.embedded")
+log = logging.getLogger("patchtwin.cli.embedded")
 
 
 def free_port() -> int:

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from patchtwin.exceptions import TwinNotReady
-from patchtwin.platforms import decode_b64, service_state
-from patchtwin.runtime import TwinRuntime
+from patchtwin.twins import TwinRuntime
+from patchtwin.twins.platforms import decode_b64, service_state
 from schemas.asset import Asset, HttpReady, PortReady
 from schemas.events import TwinRef
 from schemas.state import ServiceState
 
-SERVICES_LIBRARY = resources.files("patchtwin").joinpath("services.sh").read_text()
-READINESS_LIBRARY = resources.files("patchtwin").joinpath("readiness.sh").read_text()
+SERVICES_LIBRARY = resources.files("patchtwin.twins").joinpath("services.sh").read_text()
+READINESS_LIBRARY = resources.files("patchtwin.twins").joinpath("readiness.sh").read_text()
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
-from patchtwin import telemetry
+from patchtwin.observability import telemetry
 from patchtwin.settings import Settings
 from schemas.codes import Code
 from schemas.events import Event

@@ -1,7 +1,8 @@
-"""Writes the AsyncAPI 3.0 document of every topic to schemas/asyncapi.json (`python -m schemas.asyncapi`).
+"""Writes the AsyncAPI 3.0 document of every topic to schemas/asyncapi.json (`python -m patchtwin.cli.asyncapi`,
+which also writes the events' JSON Schemas).
 
 FastStream's own generator reads the real wiring: the five services' routers on one broker, as
-`patchtwin up` assembles them (`patchtwin.app.include_routers`). Two things FastStream cannot
+`patchtwin up` assembles them (`patchtwin.cli.app.include_routers`). Two things FastStream cannot
 see are added from the contract: a subscriber decodes the raw value itself (so poison can be
 dead-lettered, `Stage.subscription`), so its message's payload is the event of its topic rather
 than the handler's parameters; and the CloudEvents headers every event carries (CONTRACT.md),
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
 
+import schemas
+from schemas import generate
 from schemas.events import EVENTS, SCHEMA_VERSION
 from schemas.topics import Topic
 
-ASYNCAPI_FILE = Path(__file__).parent / "asyncapi.json"
+ASYNCAPI_FILE = Path(schemas.__file__).parent / "asyncapi.json"
 #: The broker as compose.yaml names it; elsewhere PATCHTWIN_KAFKA_BOOTSTRAP_SERVERS says.
 SERVER = "kafka:9092"
 
@@ -58,10 +61,10 @@ def build() -> dict[str, Any]:
     from faststream.kafka import KafkaBroker
     from faststream.specification import AsyncAPI
 
-    from patchtwin.app import SERVICES, include_routers
-    from patchtwin.runtime import Runtimes
+    from patchtwin.cli.app import SERVICES, include_routers
+    from patchtwin.core.stage import Stage
     from patchtwin.settings import Settings
-    from patchtwin.stage import Stage
+    from patchtwin.twins import Runtimes
 
     # Defaults, not this machine's PATCHTWIN_* environment: the document names the default topics.
     settings = Settings.model_construct(max_twins=1)
@@ -101,7 +104,7 @@ def _with_contract(document: dict[str, Any]) -> dict[str, Any]:
                 continue
             model = models[topic]
             if model not in schemas:
-                raise LookupError(f"no publisher declares {model} for {topic}; declare one (patchtwin.app)")
+                raise LookupError(f"no publisher declares {model} for {topic}; declare one (patchtwin.cli.app)")
             message["payload"] = {"$ref": f"#/components/schemas/{model}"}
             message["headers"] = _CE_HEADERS
     unused = {"EmptyPayload"} - {
@@ -124,6 +127,7 @@ def render() -> str:
 
 
 def main() -> None:
+    generate.main()
     ASYNCAPI_FILE.write_text(render())
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from patchtwin.telemetry import current_traceparent
+from patchtwin.observability.telemetry import current_traceparent
 from schemas.events import Event, VerdictIssued
 
 _MIGRATION_LOCK = 0x7A7C_0001
@@ -34,7 +34,7 @@ async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg
 async def migrate(pool: asyncpg.Pool) -> list[str]:
     """Applies the SQL files in patchtwin/migrations in name order, each once. Returns those applied."""
     files = sorted(
-        (f for f in resources.files("patchtwin.migrations").iterdir() if f.name.endswith(".sql")),
+        (f for f in resources.files("patchtwin.core.migrations").iterdir() if f.name.endswith(".sql")),
         key=lambda f: f.name,
     )
     applied: list[str] = []

@@ -132,7 +132,7 @@ class CappedBuffer:
 #: Where the patch and its supervisor are copied in the twin (in the image's own filesystem,
 #: never a tmpfs: `docker cp` cannot reach into a tmpfs mount).
 SUPERVISOR_DIR = "/opt/patchtwin"
-SUPERVISOR = resources.files("patchtwin.runtime").joinpath("supervise.pl").read_bytes()
+SUPERVISOR = resources.files("patchtwin.twins").joinpath("supervise.pl").read_bytes()
 #: Runs the perl supervisor where perl exists, and plain `timeout` where it does not:
 #: sh -c SUPERVISE SUPERVISOR_PATH LIMIT_S STATUS_FILE ARGV...
 SUPERVISE = (

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patchtwin.exceptions import CloneFailed
-from patchtwin.runtime.k8s_manifests import Profile, RunMeta, harden_pod_spec
+from patchtwin.twins.k8s_manifests import Profile, RunMeta, harden_pod_spec
 
 CLONED_KINDS = ("Deployment", "StatefulSet", "Service", "ConfigMap", "Secret")
 PLACEHOLDER = b"patchtwin-placeholder"

@@ -9,10 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from patchtwin.client import follow, submit
-from patchtwin.images import ensure_demo_images, web_ref
-from patchtwin.runtime import DockerRuntime
+from patchtwin.cli.client import follow, submit
 from patchtwin.settings import Settings
+from patchtwin.twins import DockerRuntime
+from patchtwin.twins.images import ensure_demo_images, web_ref
 from schemas import VerdictIssued
 from schemas.topics import Topic
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from patchtwin.exceptions import RuntimeUnavailable
-from patchtwin.runtime.base import TwinRuntime
 from patchtwin.settings import Settings
+from patchtwin.twins.runtime import TwinRuntime
 from schemas.events import TwinRef
 
 
@@ -38,11 +38,11 @@ class Runtimes:
         made: list[TwinRuntime] = []
         for name in dict.fromkeys(settings.runtimes):
             if name == "docker":
-                from patchtwin.runtime.docker import DockerRuntime
+                from patchtwin.twins.docker import DockerRuntime
 
                 made.append(DockerRuntime(settings.docker_url, owner=settings.owner, instance=settings.instance))
             elif name == "kubernetes":
-                from patchtwin.runtime.kubernetes import KubernetesRuntime
+                from patchtwin.twins.kubernetes import KubernetesRuntime
 
                 made.append(KubernetesRuntime(settings))
         return cls(made, default=settings.default_runtime)

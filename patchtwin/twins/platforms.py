@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from patchtwin.exceptions import ImageUnavailable
-from patchtwin.runtime import DockerRuntime, TwinRuntime
+from patchtwin.twins import DockerRuntime, TwinRuntime
 from schemas.asset import Platform
 from schemas.state import ServiceState
 
-log = logging.getLogger("patchtwin.platforms")
+log = logging.getLogger("patchtwin.twins.platforms")
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ async def resolve_base(
     if pull_error is None:
         return spec.local_ref
     if build and spec.suite is not None and (spec.keyring is None or Path(spec.keyring).exists()):
-        from patchtwin.images import build_base  # images builds on platforms; imported late
+        from patchtwin.twins.images import build_base  # images builds on platforms; imported late
 
         return await build_base(spec, runtime, state_dir)
     raise ImageUnavailable(
