@@ -190,7 +190,7 @@ def continues_trace(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coro
 
 _meter = metrics.get_meter(TRACER)
 STAGE_DURATION = _meter.create_histogram(
-    "patchtwin.core.stage.duration", unit="s", description="Time a stage spent on one run, by stage and outcome."
+    "patchtwin.stage.duration", unit="s", description="Time a stage spent on one run, by stage and outcome."
 )
 RUNS = _meter.create_counter("patchtwin.runs", description="Runs that got their verdict, by status.")
 CHECK_RESULTS = _meter.create_counter(
