@@ -176,10 +176,6 @@ class PatchOutcome(BaseModel):
     #: What the patch changed in the twin (packages, ports, services, files, users, sysctls).
     state_diff: StateDiff | None = None
 
-    @property
-    def succeeded(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.abandoned)
-
 
 class PatchApplied(Event):
     topic: ClassVar[Topic] = Topic.PATCH_APPLIED
