@@ -13,5 +13,10 @@ test: bootstrap lint
 unit:
 	.venv/bin/python -m pytest -q tests/unit
 
+# ruff and mypy; vulture for unused code ([tool.vulture], vulture_whitelist.py); shellcheck for
+# the bash programs (those run inside twins, the scripts, CI's); perl -c for the in-twin supervisor.
 lint:
 	.venv/bin/ruff check . && .venv/bin/mypy patchtwin schemas services tests bench
+	.venv/bin/vulture
+	shellcheck patchtwin/twins/*.sh patchtwin/checks/probe.sh scripts/*.sh .ci/run
+	perl -c patchtwin/twins/supervise.pl

@@ -48,14 +48,13 @@ from patchtwin.checks.engine import build_script
 from patchtwin.cli.client import PROGRESS_TOPICS
 from patchtwin.cli.demo import CHECKS, GOOD_PATCH
 from patchtwin.settings import Settings
-from patchtwin.twins.docker import LABEL_OWNER, LABEL_RUN
+from patchtwin.twins.docker import LABEL_OWNER
 from patchtwin.twins.images import web_ref
 from patchtwin.twins.snapshot import build_script as snapshot_script
 from schemas import TwinRequested
 from schemas.topics import Topic
 
 console = Console()
-RUN_LABEL = LABEL_RUN
 #: The bench's services label their twins with this owner, so twins of anything else running
 #: on the machine are not counted.
 BENCH_OWNER = f"patchtwin-bench-{os.getpid()}"

@@ -145,7 +145,7 @@ class KubernetesOptions(BaseModel):
         return self
 
 
-#: Capabilities an asset may add back on top of the default set (README "Isolation"). Left out
+#: Capabilities an asset may add back on top of the default set (docs/isolation.md). Left out
 #: on purpose: SYS_ADMIN (mount, namespaces), DAC_READ_SEARCH (open_by_handle_at escapes),
 #: SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, SYS_RESOURCE (lifts the rlimits), NET_ADMIN,
 #: BPF, PERFMON, MAC_*, SYSLOG, AUDIT_CONTROL: each reaches past the twin or its limits.

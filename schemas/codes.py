@@ -1,7 +1,7 @@
 """The one finite list of codes a verdict or dead-letter record can carry.
 
-Each code says whether a retry could help; the README's error table is built from
-the same text, and a test keeps the two in step.
+Each code says whether a retry could help; docs/errors.md's table is written from the same
+text (`python -m patchtwin.cli.docs`), and a test keeps the two in step.
 """
 
 from enum import StrEnum
@@ -50,7 +50,7 @@ class Code(StrEnum):
     RUN_NOT_FOUND = "RUN_NOT_FOUND"
 
 
-#: What each code means, for people (README, CLI). Every Code has an entry.
+#: What each code means, for people (docs/errors.md, CLI). Every Code has an entry.
 MEANING: dict[Code, str] = {
     Code.INVALID_REQUEST: "The request did not validate (the message lists each field error). "
     "Fix the request; a retry cannot help.",
@@ -116,7 +116,7 @@ MEANING: dict[Code, str] = {
 
 #: The codes for which trying the same request again may end differently: the cause was the
 #: engine's or the moment's, not the request's or the patch's. Every other code is a retry
-#: that repeats itself. The README's error table shows this as its "retry" column.
+#: that repeats itself. docs/errors.md's table shows this as its "retry" column.
 RETRY_MAY_HELP: frozenset[Code] = frozenset({
     Code.IMAGE_BUILD_FAILED,
     Code.TWIN_START_FAILED,

@@ -1,4 +1,4 @@
-"""The events of the pipeline, one per topic (see CONTRACT.md).
+"""The events of the pipeline, one per topic (see docs/contract.md).
 
 Each event after TwinRequested carries the run forward (request, twin, baseline,
 timeline), so a stage needs nothing but the event it consumes.
@@ -68,7 +68,7 @@ class CloneSummary(BaseModel):
 
 
 class Isolation(BaseModel):
-    """How a twin is confined (README "Isolation"): what `docker inspect` would show, and
+    """How a twin is confined (docs/isolation.md): what `docker inspect` would show, and
     `relaxed`, each loosening the asset asked for (empty for the hardened default)."""
 
     network: str = "none"
@@ -148,7 +148,7 @@ PatchStep = Literal["artifacts", "packages", "script"]
 
 
 class PatchOutcome(BaseModel):
-    """How the patch ended, exactly as observed in the twin (README, "Patches").
+    """How the patch ended, exactly as observed in the twin (docs/request.md, "Patches").
 
     `exit_code` is None when a signal ended the patch's process (`signal`) or when its end was
     never seen (`abandoned`). An `exit 137` is exit code 137, not signal 9."""
@@ -175,10 +175,6 @@ class PatchOutcome(BaseModel):
                                           "before and after")
     #: What the patch changed in the twin (packages, ports, services, files, users, sysctls).
     state_diff: StateDiff | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.abandoned)
 
 
 class PatchApplied(Event):

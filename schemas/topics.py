@@ -1,4 +1,4 @@
-"""Topic names of the wire contract (CONTRACT.md). A prefix may be configured."""
+"""Topic names of the wire contract (docs/contract.md). A prefix may be configured."""
 
 from enum import StrEnum
 

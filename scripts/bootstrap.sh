@@ -8,6 +8,7 @@ need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}"
   apt-get update -qq
@@ -25,7 +26,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import patchtwin, pytest_asyncio, confluent_kafka" 2>/dev/null \
+if ! .venv/bin/python -c "import patchtwin, pytest_asyncio, confluent_kafka, vulture" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo "bootstrap: installing the Python package"
   .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true

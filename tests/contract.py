@@ -1,4 +1,4 @@
-"""The examples of ../shared/CONTRACT.md, copied verbatim: what outside clients send and read."""
+"""The examples of docs/contract.md (the wire contract), copied verbatim: what outside clients send and read."""
 
 from __future__ import annotations
 

@@ -1,3 +1,7 @@
+# shellcheck shell=bash
+# The inner `bash -c` programs are single-quoted on purpose (their arguments arrive as $0..$5), and
+# each check set aside runs in a subshell with a PT_TMP of its own on purpose:
+# shellcheck disable=SC2016,SC2030,SC2031
 # patchtwin probe library: evaluated inside the twin by bash, one exec per probe round.
 # Each check prints one JSON line: {"i": <index>, "s": "passed|failed|error", "m": <message>,
 # "e": {<evidence>}}. Arguments arrive single-quoted by the engine: bash never parses them.
@@ -9,6 +13,7 @@ PT_TMP=$(mktemp -d 2>/dev/null) || { PT_TMP=/tmp/patchtwin-probe.$$; mkdir -p "$
 PT_CTRL=()
 PT_ASIDE=()
 for __c in 01 02 03 04 05 06 07 08 0b 0c 0e 0f 10 11 12 13 14 15 16 17 18 19 1a 1b 1c 1d 1e 1f; do
+  # shellcheck disable=SC2059 # the format is the escape that makes the control character
   printf -v __ch "\\x$__c"; PT_CTRL+=("$__c:$__ch")
 done
 
@@ -81,19 +86,20 @@ pt_decode_v6() { # /proc/net/tcp6 address: four little-endian 32-bit words
 }
 
 pt_port() { # idx port proto family listening(1|0) connect(1|0)
-  local idx=$1 port=$2 proto=$3 fam=$4 listening=$5 connect=$6 hex want files f sl local rem state rest
+  local idx=$1 port=$2 proto=$3 fam=$4 listening=$5 connect=$6 hex want files f laddr state
   local sockets="" host="" addr
   printf -v hex '%04X' "$port"; want=0A; [ "$proto" = udp ] && want=07
   case $fam in ipv4) files="$proto" ;; ipv6) files="${proto}6" ;; *) files="$proto ${proto}6" ;; esac
   for f in $files; do
     [ -r "/proc/net/$f" ] || continue
-    while read -r sl local rem state rest; do
-      [ "${local##*:}" = "$hex" ] && [ "$state" = "$want" ] || continue
+    while read -r _ laddr _ state _; do
+      # shellcheck disable=SC2015 # either test failing skips the line
+      [ "${laddr##*:}" = "$hex" ] && [ "$state" = "$want" ] || continue
       if [ "$f" = "$proto" ]; then
-        pt_decode_v4 "${local%:*}"; addr="$PT_A:$port"
+        pt_decode_v4 "${laddr%:*}"; addr="$PT_A:$port"
         [ -z "$host" ] && { [ "$PT_A" = 0.0.0.0 ] && host=127.0.0.1 || host=$PT_A; }
       else
-        pt_decode_v6 "${local%:*}"; addr="[$PT_A]:$port"
+        pt_decode_v6 "${laddr%:*}"; addr="[$PT_A]:$port"
         [ -z "$host" ] && { [ "$PT_A" = :: ] && host=::1 || host=$PT_A; }
       fi
       sockets+="${sockets:+$'\n'}$f $addr"
@@ -137,7 +143,7 @@ pt_service_manager() { # name wanted → PT_MGR
   if [ "$2" != auto ]; then PT_MGR=$2; return; fi
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then PT_MGR=systemd
   elif command -v supervisorctl >/dev/null 2>&1 && timeout 10 supervisorctl status "$name" 2>/dev/null \
-      | grep -q "^$name[[:space:]]"; then PT_MGR=supervisor
+      | grep -q "^${name}[[:space:]]"; then PT_MGR=supervisor
   elif command -v sv >/dev/null 2>&1 && { [ -d "/etc/service/$name" ] || [ -d "/etc/sv/$name" ]; }; then PT_MGR=runit
   elif command -v rc-service >/dev/null 2>&1 && [ -d /run/openrc ]; then PT_MGR=openrc
   elif [ -x "/etc/init.d/$name" ]; then PT_MGR=sysv
@@ -239,8 +245,8 @@ pt_fetch() {
     cat <&3 > "$5"; t1=${EPOCHREALTIME/./}
     printf "%s\n%s\n" $((t1 - t0)) "$status" > "$3"' \
     "$host" "$port" "$head" "$PT_TMP/us" "$bodyfile" "$PT_TMP/body" 2>"$PT_TMP/err"
-  local proto="" code reason
-  { read -r PT_FETCH_US; read -r proto code reason; } < "$PT_TMP/us" 2>/dev/null
+  local proto="" code
+  { read -r PT_FETCH_US; read -r proto code _; } < "$PT_TMP/us" 2>/dev/null
   : > "$PT_TMP/us"
   case $proto in HTTP/*) PT_CODE=$code ;; *) PT_CODE=""; PT_FETCH_US=0 ;; esac
   return 0
@@ -356,6 +362,7 @@ pt_log() { # idx glob pattern max_count marks("inode size path" lines; "-": none
   local idx=$1 glob=$2 re=$3 max=$4 marks=$5 f ino size from total=0 count files="" matched="" line mi ms mp
   local IFS=$'\n'
   set +f
+  # shellcheck disable=SC2206 # the glob is expanded on purpose (IFS is a newline, set +f)
   local paths=($glob)
   set -f
   unset IFS
@@ -424,7 +431,7 @@ pt_file() { # idx path exists(1|0) kind mode owner group contains regex sha256
   local info ftype fmode fowner fgroup fsize problems="" actual=""
   info=$(stat -c '%F|%a|%U|%G|%s' -- "$path" 2>/dev/null)
   IFS='|' read -r ftype fmode fowner fgroup fsize <<< "$info"
-  case $ftype in "regular file"|"regular empty file") ftype=file ;; "symbolic link") ftype=symlink ;; esac
+  case $ftype in "regular file"|"regular empty file") ftype="file" ;; "symbolic link") ftype="symlink" ;; esac
   [ "$kind" != any ] && [ "$ftype" != "$kind" ] && problems+="${problems:+; }a $ftype, expected a $kind"
   [ -n "$mode" ] && [ "$fmode" != "$mode" ] && problems+="${problems:+; }mode $fmode, expected $mode"
   [ -n "$owner" ] && [ "$fowner" != "$owner" ] && problems+="${problems:+; }owner $fowner, expected $owner"
@@ -449,6 +456,7 @@ pt_perf() { # idx kind(http|command) samples timeout method url command
   for ((i = 0; i < n; i++)); do
     if [ "$kind" = http ]; then
       pt_fetch "$method" "$url" "" "" "$tmo"
+      # shellcheck disable=SC2015 # no status or a server error both count as an error
       [ -n "$PT_CODE" ] && [ "$PT_CODE" -lt 500 ] || { errors=$((errors + 1)); last="status ${PT_CODE:-none}"; }
       samples+="${samples:+ }$PT_FETCH_US"
     else

@@ -5,7 +5,7 @@ FastStream's own generator reads the real wiring: the five services' routers on 
 `patchtwin up` assembles them (`patchtwin.cli.app.include_routers`). Two things FastStream cannot
 see are added from the contract: a subscriber decodes the raw value itself (so poison can be
 dead-lettered, `Stage.subscription`), so its message's payload is the event of its topic rather
-than the handler's parameters; and the CloudEvents headers every event carries (CONTRACT.md),
+than the handler's parameters; and the CloudEvents headers every event carries (docs/contract.md),
 or the error headers of a dead letter. The document is deterministic: default topic names (no
 prefix), the compose deployment's broker address, sorted keys.
 """
@@ -28,7 +28,8 @@ SERVER = "kafka:9092"
 
 _CE_HEADERS: dict[str, Any] = {
     "type": "object",
-    "description": "CloudEvents Kafka binding, binary mode (CONTRACT.md). A client's request may come without them.",
+    "description": "CloudEvents Kafka binding, binary mode (docs/contract.md). "
+    "A client's request may come without them.",
     "properties": {
         "ce_specversion": {"type": "string", "const": "1.0"},
         "ce_id": {"type": "string", "description": "the event_id"},
@@ -44,7 +45,7 @@ _DLQ_HEADERS: dict[str, Any] = {
     "type": "object",
     "description": "Why the message was dead-lettered and where it came from.",
     "properties": {
-        "patchtwin_error_code": {"type": "string", "description": "a code of the README error table"},
+        "patchtwin_error_code": {"type": "string", "description": "a code of the error table, docs/errors.md"},
         "patchtwin_error_reason": {"type": "string"},
         "patchtwin_source_topic": {"type": "string"},
         "patchtwin_source_partition": {"type": "string"},
@@ -83,7 +84,7 @@ def build() -> dict[str, Any]:
         broker,
         title="patchtwin",
         version=SCHEMA_VERSION,
-        description="The events of the patchtwin pipeline, one topic per event (CONTRACT.md). "
+        description="The events of the patchtwin pipeline, one topic per event (docs/contract.md). "
         "Messages are keyed by run_id; values are JSON (UTF-8).",
     ).to_specification().to_jsonable()
     return _with_contract(cast(dict[str, Any], document))

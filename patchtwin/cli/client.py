@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from patchtwin.core.bus import cloudevent_headers
 from patchtwin.settings import Settings
-from schemas import TwinRequested, VerdictIssued
+from schemas import TwinRequested
 from schemas.topics import Topic
 
 #: The topics that show a run's progress, in pipeline order.
@@ -145,9 +145,3 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} does not exist; is patchtwin running?")
 
-
-async def wait_for_verdict(settings: Settings, run_id: str, timeout_s: float = 900) -> VerdictIssued:
-    async for event in follow(settings, {run_id}, timeout_s=timeout_s):
-        if event.topic is Topic.VERDICT_ISSUED:
-            return VerdictIssued.model_validate(event.value)
-    raise TimeoutError(run_id)

@@ -166,7 +166,7 @@ def load_request(path: Path) -> dict[str, Any]:
 
 async def _submit(args: argparse.Namespace, settings: Settings) -> int:
     from patchtwin.cli.client import submit
-    from patchtwin.cli.demo import print_verdict
+    from patchtwin.cli.views import print_verdict
     from patchtwin.cli.watch import watch
 
     try:
@@ -192,7 +192,7 @@ async def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _watch(args: argparse.Namespace, settings: Settings) -> int:
-    from patchtwin.cli.demo import print_verdict
+    from patchtwin.cli.views import print_verdict
     from patchtwin.cli.watch import watch
 
     try:
@@ -269,8 +269,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _runs(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.cli.views import runs_table
     from patchtwin.core import store
-    from patchtwin.reports import runs_table
 
     pool = await _ledger(settings)
     if pool is None:
@@ -284,8 +284,8 @@ async def _runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from patchtwin.cli.views import show_verdict
     from patchtwin.core import store
-    from patchtwin.reports import show_verdict
 
     pool = await _ledger(settings)
     if pool is None:
@@ -304,7 +304,7 @@ async def _rerun(args: argparse.Namespace, settings: Settings) -> int:
     """Publishes the run's stored request again under a new run id (`rerun_of` links the two);
     the executor refuses inputs whose sha256 differs from the record (RERUN_INPUT_CHANGED)."""
     from patchtwin.cli.client import rerun_request, submit
-    from patchtwin.cli.demo import print_verdict
+    from patchtwin.cli.views import print_verdict
     from patchtwin.cli.watch import watch
     from patchtwin.core import store
     from services.executor.inputs import input_differences

@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from patchtwin.cli.client import follow, submit
+from patchtwin.cli.views import print_verdict
 from patchtwin.settings import Settings
 from patchtwin.twins import DockerRuntime
 from patchtwin.twins.images import ensure_demo_images, web_ref
@@ -93,20 +93,3 @@ async def run_demo(settings: Settings, console: Console) -> int:
         else "[red]demo: verdicts differ from what the patches should give[/]"
     )
     return 0 if expected_ok else 1
-
-
-def print_verdict(console: Console, verdict: VerdictIssued) -> None:
-    colour = {"passed": "green", "failed": "red", "error": "yellow"}[verdict.status.value]
-    console.rule(f"[{colour}]{verdict.run_id}: {verdict.status.value.upper()}[/] "
-                 f"(confidence {verdict.confidence:g})")
-    console.print(verdict.summary)
-    table = Table("check", "baseline", "after", "classification", "evidence")
-    for check in verdict.checks:
-        table.add_row(check.name, check.baseline, check.after, check.classification.value,
-                      str(check.evidence.get("message", ""))[:60])
-    if verdict.checks:
-        console.print(table)
-    for issue in verdict.issues:
-        console.print(f"[{colour}]issue[/] {issue.code.value}: {issue.message[:200]}")
-    for warning in verdict.warnings:
-        console.print(f"[yellow]warning[/] {warning.code.value}: {warning.message[:200]}")

@@ -36,7 +36,7 @@ def make_broker(settings: Settings, *, client_id: str = "patchtwin") -> KafkaBro
 def cloudevent_headers(
     *, event_id: str, ce_type: str, source: str, run_id: str, time: datetime | None = None
 ) -> dict[str, str]:
-    """CloudEvents Kafka binding, binary mode (CONTRACT.md)."""
+    """CloudEvents Kafka binding, binary mode (docs/contract.md)."""
     return {
         "ce_specversion": "1.0",
         "ce_id": event_id,

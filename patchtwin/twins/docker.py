@@ -66,7 +66,7 @@ DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/p
 
 
 def host_config(limits: TwinLimits, hardening: Hardening, network: str = "none") -> dict[str, Any]:
-    """The container's HostConfig: every setting README "Isolation" explains, nothing from
+    """The container's HostConfig: every setting docs/isolation.md explains, nothing from
     the host (no binds, no devices, no socket), the engine's default seccomp profile."""
     mib = 1024 * 1024
     config: dict[str, Any] = {

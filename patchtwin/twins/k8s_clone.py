@@ -21,7 +21,6 @@ from typing import Any
 from patchtwin.exceptions import CloneFailed
 from patchtwin.twins.k8s_manifests import Profile, RunMeta, harden_pod_spec
 
-CLONED_KINDS = ("Deployment", "StatefulSet", "Service", "ConfigMap", "Secret")
 PLACEHOLDER = b"patchtwin-placeholder"
 #: Values a Secret type's validation insists on; anything else gets PLACEHOLDER.
 TYPED_PLACEHOLDERS = {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # patchtwin readiness: start the services, then poll until every condition holds or the deadline.
 # Arguments: deadline-seconds, then conditions:
 #   svc:NAME:MANAGER:COMMAND-B64   port:PORT:PROTO   http:URL-B64:STATUS
@@ -19,7 +20,7 @@ pt_ready_main() {
     for c in "$@"; do
       IFS=: read -r kind a b d <<<"$c"
       case $kind in
-        svc) name=$a; mgr=${svcs#* $a:}; mgr=${mgr%% *}; line=$(pt_status "$name" "$mgr"); statuses="$statuses$line
+        svc) name=$a; mgr=${svcs#* "$a":}; mgr=${mgr%% *}; line=$(pt_status "$name" "$mgr"); statuses="$statuses$line
 "
              [ "$(printf '%s' "$line" | cut -f4)" = 0 ] || missing="$missing; service $name not running ($mgr)" ;;
         port) pt_listening "$a" "$b" || missing="$missing; nothing listens on $b port $a" ;;

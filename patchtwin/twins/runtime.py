@@ -35,7 +35,7 @@ class TwinLimits:
     pids: int = 1024
 
 
-#: What a twin may still do as root after dropping ALL capabilities (README "Isolation"):
+#: What a twin may still do as root after dropping ALL capabilities (docs/isolation.md):
 #: CHOWN            dpkg and services chown files to their users (www-data, _apt);
 #: DAC_OVERRIDE     root reads and writes files it does not own (dpkg, editing service files);
 #: FOWNER           chmod/utime of files owned by service users (dpkg, logrotate, `touch`);

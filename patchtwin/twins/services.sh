@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # patchtwin service library: evaluated inside a twin by bash (readiness and snapshots).
 # One state vocabulary whatever runs a service; Python maps (manager, exit code, output)
 # to running / stopped / failed / unknown (patchtwin.twins.platforms.service_state).
@@ -50,12 +51,12 @@ pt_status() { # name manager -> "svc<TAB>name<TAB>manager<TAB>rc<TAB>b64(output)
 }
 
 pt_listening() { # port proto(tcp|udp) -> exit 0 when something listens (IPv4 or IPv6)
-  local hex want f sl local rest
+  local hex want f laddr state
   hex=$(printf '%04X' "$1"); want=0A; [ "$2" = udp ] && want=07
   for f in "/proc/net/$2" "/proc/net/${2}6"; do
     [ -r "$f" ] || continue
-    while read -r sl local _ state rest; do
-      [ "${local##*:}" = "$hex" ] && [ "$state" = "$want" ] && return 0
+    while read -r _ laddr _ state _; do
+      [ "${laddr##*:}" = "$hex" ] && [ "$state" = "$want" ] && return 0
     done < "$f"
   done
   return 1
@@ -74,6 +75,7 @@ pt_http_code() { # url timeout -> prints the HTTP status code (curl, else bash /
     *:*) host=${hostport%:*}; port=${hostport##*:} ;;
     *) host=$hostport; port=80 ;;
   esac
+  # shellcheck disable=SC2016 # the inner program is single-quoted on purpose: its arguments are $0..$2
   timeout "$tmo" bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 7
     printf "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" "$2" "$0" >&3
     read -r _ code _ <&3; printf "%s" "$code"' "$host" "$port" "$path" 2>/dev/null

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # patchtwin snapshot: the twin's system state in one exec, one record per line (TAB-separated).
 # Arguments: max-files, then "root:PATH", "extra:PATH" and "svc:NAME:MANAGER" items.
 PT_SCRATCH=/nonexistent
@@ -39,6 +40,7 @@ pt_snap_services() { # " name:manager ... " declared -> their states, then every
   for item in $declared; do names="$names${item%%:*} "; pt_status "${item%%:*}" "${item#*:}"; done
   if ! pt_systemd && [ -d /etc/init.d ]; then
     for f in /etc/init.d/*; do
+      # shellcheck disable=SC2015 # either test failing skips the script
       [ -x "$f" ] && grep -q 'status' "$f" 2>/dev/null || continue
       case ${f##*/} in rc|rcS|skeleton|README|*.sh) continue ;; esac
       case $names in *" ${f##*/} "*) continue ;; esac  # already recorded, with its declared manager
@@ -53,12 +55,12 @@ pt_snap_services() { # " name:manager ... " declared -> their states, then every
 }
 
 pt_snap_packages_sockets() {
-  local f sl local rem state rest
+  local f laddr state
   PT_PACKAGES
   for f in tcp tcp6 udp udp6; do
     [ -r "/proc/net/$f" ] || continue
-    while read -r sl local rem state rest; do
-      case $f:$state in tcp*:0A|udp*:07) printf 'sock\t%s\t%s\n' "$f" "$local" ;; esac
+    while read -r _ laddr _ state _; do
+      case $f:$state in tcp*:0A|udp*:07) printf 'sock\t%s\t%s\n' "$f" "$laddr" ;; esac
     done < "/proc/net/$f"
   done
 }

@@ -1,7 +1,7 @@
 """The confidence score: how well the evidence supports the status, from 0 to 100.
 
 Every factor is something observed in the run and is emitted with the verdict (with
-what it was computed from), so a person can redo the sum; README "Confidence" holds the
+what it was computed from), so a person can redo the sum; docs/verdict.md "Confidence" holds the
 same formula with a worked example. Each factor is a number from 0 to 1 and the score
 is 100 times the product of the factors that the status's rule uses:
 

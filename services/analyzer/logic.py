@@ -140,7 +140,7 @@ def judge(completed: ChecksCompleted) -> VerdictIssued:
         confidence_factors=scored.factors,
         confidence_formula=scored.formula,
         state_diff_summary=completed.outcome.state_diff.summary() if completed.outcome.state_diff else "",
-        durations_s=durations(timeline, request.occurred_at),
+        durations_s=durations(timeline),
         timeline=timeline,
         keep_twin=request.keep_twin,
         isolation=context.twin.isolation,
@@ -177,12 +177,12 @@ def judge_failure(failed: RunFailed) -> VerdictIssued:
         patch_id=failed.patch_id,
         confidence_inputs={"test_carried_out": 0.0},
         confidence_formula="error: 100 (the test could not be carried out; observed directly) = 100.0",
-        durations_s=durations(failed.timeline, None),
+        durations_s=durations(failed.timeline),
         keep_twin=failed.keep_twin,
     )
 
 
-def durations(timeline: list[StageSpan], requested_at: object) -> dict[str, float]:
+def durations(timeline: list[StageSpan]) -> dict[str, float]:
     spans = {span.stage: round(span.seconds, 3) for span in timeline}
     if timeline:
         spans["total"] = round((timeline[-1].finished_at - timeline[0].started_at).total_seconds(), 3)

@@ -4,7 +4,7 @@ restarted, and nothing left behind: no twin, no half-done row, no unsent event.
 The five services run as separate processes on their own broker, database and instance
 (tests/chaos/harness.py). On failure the seed, every kill, how far each run without a verdict
 got and every stage group's committed offsets are printed: a late run and a lost one look
-different there (README "Exactly one verdict")."""
+different there (docs/operations.md, "Exactly one verdict")."""
 
 from __future__ import annotations
 

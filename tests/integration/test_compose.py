@@ -1,4 +1,4 @@
-"""compose.yaml: valid for docker-compose, and wired the way the design says.
+"""compose.yaml: valid for docker-compose, and wired the way docs/operations.md says.
 
 `docker-compose config -q` proves the file is accepted (schema, depends_on
 conditions, no keys 1.29 rejects); the other tests read the YAML and check

@@ -1,4 +1,4 @@
-"""The confidence score: its formula, the README's worked example, and its monotonic properties."""
+"""The confidence score: its formula, docs/verdict.md's worked example, and its monotonic properties."""
 
 from __future__ import annotations
 
@@ -87,9 +87,9 @@ def test_the_score_is_between_0_and_100_and_is_the_product_of_the_applied_factor
 
 
 def test_worked_example_of_the_readme() -> None:
-    """README "Confidence": 7 checks of 7 of the 9 families, all with data, 2 repeats, a patch that
+    """docs/verdict.md "Confidence": 7 checks of 7 of the 9 families, all with data, 2 repeats, a patch that
     wrote to stderr, a twin of unknown fidelity; then one regressed; then one flaky instead.
-    (When the families change, the README's example changes with them.)"""
+    (When the families change, docs/verdict.md's example changes with them.)"""
     families = CHECK_FAMILIES[:7]
     checks = [verdict(f"c{i}", type_=family) for i, family in enumerate(families)]
     regressed = [verdict("c0", Classification.REGRESSION, families[0]), *checks[1:]]
