@@ -132,8 +132,10 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "otlp", "console", "file"] = "none"
     #: the `file` exporter's JSON lines, one span each (default: state_dir/spans.jsonl)
     otel_file: Path | None = None
-    #: /healthz /readyz /metrics: 0 = any free port, -1 = no HTTP endpoint
-    http_port: int = 8080
+    #: /healthz /readyz /metrics: unset = the process's own default (8080 for `patchtwin up`,
+    #: 8081-8085 for `patchtwin service NAME` in stage order), 0 = any free port (recorded in
+    #: state_dir/http/), -1 = no HTTP endpoint
+    http_port: int | None = None
     http_host: str = "0.0.0.0"
     log_format: Literal["json", "text"] = "json"
     #: how often twins' CPU/memory and consumer lag are sampled
