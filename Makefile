@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up a fresh Debian 12 machine first (as root).
-.PHONY: demo test unit lint bootstrap
+.PHONY: demo test test-containers unit lint bootstrap
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -9,6 +9,11 @@ demo: bootstrap
 
 test: bootstrap lint
 	.venv/bin/python -m pytest -q
+	$(MAKE) test-containers
+
+# The pipeline tests again, with the broker and PostgreSQL as containers (tests/containers.py).
+test-containers:
+	PATCHTWIN_TEST_BACKEND=containers .venv/bin/python -m pytest -q tests/integration/test_pipeline.py
 
 unit:
 	.venv/bin/python -m pytest -q tests/unit
