@@ -85,7 +85,8 @@ def ensure_image(name: str, sources: dict[str, Path], buildargs: dict[str, str] 
         except ImageNotFound:
             log.info("building %s (once; kept by its tag)", tag)
         _build_network(client)
-        DockerImage(context, tag=tag, clean_up=False, network_mode=BUILD_NETWORK, buildargs=buildargs).build()
+        DockerImage(context, tag=tag, clean_up=False, network_mode=BUILD_NETWORK, buildargs=buildargs,
+                    forcerm=True).build()
         return tag
 
 
