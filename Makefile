@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up a fresh Debian 12 machine first (as root).
-.PHONY: demo test unit lint bootstrap
+.PHONY: demo test test-containers test-compose unit lint bootstrap
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -8,7 +8,12 @@ demo: bootstrap
 	.venv/bin/patchtwin demo
 
 test: bootstrap lint
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -m "not compose"
+	$(MAKE) test-containers
+
+# The pipeline tests again, with the broker and PostgreSQL as containers (tests/containers.py).
+test-containers:
+	PATCHTWIN_TEST_BACKEND=containers .venv/bin/python -m pytest -q tests/integration/test_pipeline.py
 
 unit:
 	.venv/bin/python -m pytest -q tests/unit
@@ -20,3 +25,7 @@ lint:
 	.venv/bin/vulture
 	shellcheck patchtwin/twins/*.sh patchtwin/checks/probe.sh scripts/*.sh .ci/run
 	perl -c patchtwin/twins/supervise.pl
+
+# compose.yaml up for real on images built here (minutes: the app image's pip install).
+test-compose:
+	.venv/bin/python -m pytest -q -m compose tests/integration/test_compose.py

@@ -231,8 +231,11 @@ class Settings(BaseSettings):
         default=None,
         description="The `file` exporter's JSON lines, appended to (none: `STATE_DIR/spans.jsonl`).",
     )
-    http_port: int = Field(
-        default=8080, description="Port of `/healthz`, `/readyz` and `/metrics`: 0 = any free port, -1 = none."
+    http_port: int | None = Field(
+        default=None,
+        description="Port of `/healthz`, `/readyz` and `/metrics`: unset = the process's own default (8080 for "
+        "`patchtwin up`, 8081-8085 for `patchtwin service NAME` in stage order), 0 = any free port (recorded in "
+        "`STATE_DIR/http/`), -1 = no HTTP endpoint.",
     )
     http_host: str = Field(default="0.0.0.0", description="Address the HTTP endpoints listen on.")
     log_format: Literal["json", "text"] = Field(

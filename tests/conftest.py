@@ -1,5 +1,5 @@
-"""Fixtures: the real broker (Tansu), database (PostgreSQL 18) and Docker engine, started
-the way `patchtwin up` starts them, once per test session."""
+"""Fixtures: the real broker (Tansu), database (PostgreSQL) and Docker engine, started once per
+test session the way `patchtwin up` starts them, or as containers (PATCHTWIN_TEST_BACKEND)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from patchtwin.cli.embedded import EmbeddedStack
 from patchtwin.settings import Settings
 from patchtwin.twins import DockerRuntime
 from patchtwin.twins.images import ensure_demo_images
+from tests import containers
+from tests.containers import ContainerStack
 from tests.kubernetes.cluster import cluster
 from tests.kubernetes.fake_apiserver import FakeApiServer
 
@@ -24,6 +26,9 @@ ROOT = Path(__file__).parent
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "security: the adversarial suite (tests/security), attacks on twins through the pipeline"
+    )
+    config.addinivalue_line(
+        "markers", "compose: compose.yaml brought up for real on locally built images (minutes)"
     )
 
 
@@ -36,9 +41,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[EmbeddedStack]:
+async def stack() -> AsyncIterator[EmbeddedStack | ContainerStack]:
+    """The embedded processes, or with PATCHTWIN_TEST_BACKEND=containers the same broker and
+    PostgreSQL as containers (tests/containers.py); the Docker engine is the host's either way."""
     with tempfile.TemporaryDirectory(prefix="patchtwin-test-") as scratch:
-        started = await EmbeddedStack(Path(scratch)).start()
+        started = await (ContainerStack() if containers.wanted() else EmbeddedStack(Path(scratch))).start()
         try:
             yield started
         finally:
@@ -55,7 +62,7 @@ async def kubeconfig() -> AsyncIterator[tuple[Path, FakeApiServer | None]]:
 
 
 @pytest.fixture(scope="session")
-def settings(stack: EmbeddedStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
+def settings(stack: EmbeddedStack | ContainerStack, kubeconfig: tuple[Path, FakeApiServer | None]) -> Settings:
     """A unique instance per session: the session's janitor never touches twins of another
     session or deployment on the same Docker engine (nor they its twins). Both runtimes are
     on; `kubernetes` talks to the fake API server (or PATCHTWIN_TEST_KUBECONFIG's cluster).

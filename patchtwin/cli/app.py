@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,7 @@ from patchtwin.core import store
 from patchtwin.core.bus import make_broker
 from patchtwin.core.stage import Stage
 from patchtwin.observability import telemetry
-from patchtwin.observability.http import Endpoints
+from patchtwin.observability.http import Endpoints, default_port
 from patchtwin.observability.samplers import Sampler
 from patchtwin.settings import Settings
 from patchtwin.twins import Runtimes
@@ -144,6 +145,13 @@ class App:
         await self._observe()
         return self
 
+    @property
+    def endpoint_record(self) -> Path:
+        """Where this process's HTTP URL is recorded while it serves: `up.json` for all
+        services in one process, else `NAME.json`."""
+        name = "up" if set(self.services) == set(SERVICES) else "-".join(self.services)
+        return self.settings.state_dir / "http" / f"{name}.json"
+
     async def _observe(self) -> None:
         """observe: this process's HTTP endpoint and metric samplers (issue 9)."""
         assert self.broker is not None and self.pool is not None and self.runtimes is not None
@@ -158,9 +166,11 @@ class App:
         checks = {"kafka": kafka, "database": database}
         if set(self.services) - {StageName.ANALYZER}:  # the services that handle twins need their runtimes
             checks.update({runtime.name: runtime.ping for runtime in runtimes})
-        if self.settings.http_port >= 0:
+        port = self.settings.http_port
+        port = default_port(self.services) if port is None else port
+        if port >= 0:
             self.endpoints = await Endpoints(
-                self.settings.http_host, self.settings.http_port, self.services, checks
+                self.settings.http_host, port, self.services, checks, record=self.endpoint_record
             ).start()
         groups: dict[str, list[str]] = {}
         for subscriber in broker.subscribers:

@@ -100,6 +100,11 @@ def with_running_endpoints(settings: Settings) -> Settings:
         "database_url": settings.database_url or running["database_url"]})
 
 
+def _http_line(app: App) -> str:
+    url = app.endpoints.url if app.endpoints is not None else None
+    return f"HTTP at {url} (/healthz /readyz /metrics)" if url else "no HTTP endpoint"
+
+
 async def _up(args: argparse.Namespace, settings: Settings) -> int:
     from patchtwin.cli.embedded import EmbeddedStack
 
@@ -112,7 +117,7 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
         endpoints.write_text(json.dumps({"kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
                                          "database_url": settings.database_url}))
         console.print(f"patchtwin is up: KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
-                      f"DATABASE_URL={settings.database_url}")
+                      f"DATABASE_URL={settings.database_url}; {_http_line(app)}")
         await _serve_until_signalled(app)
     finally:
         endpoints.unlink(missing_ok=True)
@@ -122,7 +127,7 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _service(args: argparse.Namespace, settings: Settings) -> int:
     app = await App(settings, services=(args.name,)).start()
-    console.print(f"patchtwin {args.name} is running")
+    console.print(f"patchtwin {args.name} is running; {_http_line(app)}")
     await _serve_until_signalled(app)
     return 0
 

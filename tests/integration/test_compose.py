@@ -4,12 +4,16 @@
 conditions, no keys 1.29 rejects); the other tests read the YAML and check
 the properties that matter: one image for all services, healthchecks, start
 order, who holds the Docker socket, Kafka in KRaft mode, Kafka UI wiring.
+The last test (marker `compose`) brings it up for real on images built here.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -179,3 +183,65 @@ def test_jaeger_accepts_otlp(services: dict[str, dict[str, Any]]) -> None:
     endpoint = urlsplit(env(services["analyzer"])["OTEL_EXPORTER_OTLP_ENDPOINT"])
     published = {str(port).split(":")[-1].split()[0] for port in jaeger.get("ports", [])}
     assert str(endpoint.port) in published
+
+
+# --- compose.yaml up for real, on the images built here (deploy/images/compose.local.yaml) ---
+
+LOCAL = ROOT / "deploy" / "images" / "compose.local.yaml"
+
+
+def _compose(binary: str, *args: str, env: dict[str, str], timeout: float = 300) -> str:
+    result = subprocess.run([binary, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"docker-compose {' '.join(args)}: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _local_stack(binary: str, scratch: Path, env: dict[str, str], instance: str) -> Path:
+    """compose.yaml with the local override, as one file: the images already built, no host
+    ports (so it never collides with what else runs on this host), its own instance."""
+    merged = yaml.safe_load(_compose(binary, "-f", str(COMPOSE), "-f", str(LOCAL), "config", env=env))
+    for service in merged["services"].values():
+        service.pop("ports", None)
+        service.pop("build", None)
+        if "PATCHTWIN_HTTP_PORT" in service.get("environment", {}):
+            service["environment"]["PATCHTWIN_INSTANCE"] = instance
+    path = scratch / "compose.yaml"
+    path.write_text(yaml.safe_dump(merged))
+    return path
+
+
+def _healthz(binary: str, stack: list[str], name: str, env: dict[str, str]) -> dict[str, Any] | None:
+    """The service's /healthz body as seen inside its container, or None while it does not answer."""
+    probe = ("import urllib.request; "
+             "print(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3).read().decode())")
+    result = subprocess.run([binary, *stack, "exec", "-T", name, "python", "-c", probe], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    return yaml.safe_load(result.stdout) if result.returncode == 0 else None
+
+
+@pytest.mark.compose
+def test_compose_comes_up_on_local_images_and_every_service_answers_healthz(tmp_path: Path) -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    from tests.containers import app_image, broker_image, postgres_image
+
+    tag = uuid.uuid4().hex[:10]
+    env = {**os.environ, "PATCHTWIN_BROKER_IMAGE": broker_image(), "PATCHTWIN_POSTGRES_IMAGE": postgres_image(),
+           "PATCHTWIN_APP_IMAGE": app_image()}
+    stack = ["-p", f"patchtwin-compose-{tag}", "-f", str(_local_stack(binary, tmp_path, env, f"compose-{tag}"))]
+    try:
+        _compose(binary, *stack, "up", "-d", "--no-build", env=env)
+        answers: dict[str, Any] = {}
+        deadline = time.monotonic() + 180
+        while set(answers) != set(SERVICES) and time.monotonic() < deadline:
+            for name in set(SERVICES) - set(answers):
+                if (body := _healthz(binary, stack, name, env)) is not None:
+                    answers[name] = body
+            time.sleep(2)
+        logs = "" if set(answers) == set(SERVICES) else _compose(binary, *stack, "logs", "--tail", "30", env=env)
+        assert set(answers) == set(SERVICES), logs[-6000:]
+        for service, body in answers.items():
+            assert body == {"status": "ok", "services": [service]}, service
+    finally:
+        _compose(binary, *stack, "down", "-v", "--remove-orphans", "-t", "10", env=env)
