@@ -5,7 +5,7 @@ Each entry says why it is not dead. Anything else vulture reports is dead code: 
 from patchtwin.core.store import Ledger
 from patchtwin.observability.telemetry import RunIdMiddleware
 from patchtwin.settings import Settings
-from patchtwin.twins import docker, images, kubernetes
+from patchtwin.twins import docker, images, kubernetes, memory
 from patchtwin.twins.platforms import PackageManager
 from schemas.events import Event, Isolation, PackageChange, VerdictIssued
 from schemas.state import Provisioning, StateDiff, SystemState
@@ -24,6 +24,8 @@ docker.tarfile.TarInfo.mtime
 # Read only by tests: the RBAC test compares the ClusterRole with it, the integration and chaos
 # tests build their twins on base_ref, the platform tests call one package's version.
 kubernetes.API_USE
+# The test double of a twin runtime: the runtime contract suite and the router tests use it.
+memory.MemoryRuntime
 images.base_ref
 PackageManager.version_command
 PackageManager.parse_version
