@@ -8,16 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from patchtwin.twins.platforms import (
-    PACKAGE_MANAGERS,
-    Apk,
-    Dpkg,
-    Rpm,
-    detect_packages_script,
-    how_to_provide,
-    lookup,
-    service_state,
-)
+from patchtwin.twins.packages import PACKAGE_MANAGERS, Apk, Dpkg, Rpm, detect_packages_script
+from patchtwin.twins.platforms import how_to_provide, lookup
+from patchtwin.twins.service_states import service_state
 from schemas.asset import Platform
 
 
