@@ -130,3 +130,26 @@ async def test_a_build_and_a_run_happen_on_the_engine_the_url_names(
         assert not await container_exists(default, twin.name)
     finally:
         await second.destroy(twin.name)
+
+
+async def test_a_root_filesystem_is_imported_on_the_engine_the_url_names(
+    engines: tuple[DockerRuntime, DockerRuntime],
+) -> None:
+    """What `build_base` does with debootstrap's folder, fed here a base container's filesystem."""
+    default, second = engines
+    tag = f"ptd2/rootfs:{uuid.uuid4().hex[:8]}"
+    source = await default.docker.containers.create(config={"Image": await build_base("12", default,
+                                                                                       Settings().state_dir)})
+    try:
+        async with default.docker._query(f"containers/{source.id}/export") as response:
+            await second.import_rootfs(response.content.iter_chunked(1024 * 1024), tag, cmd=["sleep", "infinity"])
+    finally:
+        await source.delete(force=True)
+    twin = await second.create(f"rootfs-{uuid.uuid4().hex[:8]}", tag, limits=TwinLimits(), ttl_s=300)
+    try:
+        result = await second.exec(twin, ["cat", "/etc/debian_version"], timeout_s=20)
+        assert result.exit_code == 0 and result.stdout.startswith(b"12.")
+        assert (await second.docker.images.inspect(tag))["Config"]["Cmd"] == ["sleep", "infinity"]
+        assert not await default.image_exists(tag)
+    finally:
+        await second.destroy(twin.name)
