@@ -374,6 +374,16 @@ class DockerRuntime:
         copied = read_archive(b"".join(chunks), max_bytes=max_bytes)
         return CopiedOut(copied.files, copied.refused, copied.truncated or cut)
 
+    async def usage(self, twin: str) -> tuple[int, float]:
+        """A twin's memory in use (bytes) and CPU time so far (seconds), in one stats call:
+        one-shot, so the engine answers at once instead of waiting a second for a CPU delta
+        (aiodocker's stats(stream=False) reads a stream and finds no sample in it)."""
+        with engine_errors(f"stats of {twin}", gone=TwinLost):
+            sample = await self.docker._query_json(f"containers/{twin}/stats", params={"stream": "0", "one-shot": "1"})
+        memory = int((sample.get("memory_stats") or {}).get("usage") or 0)
+        cpu_ns = int(((sample.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+        return memory, cpu_ns / 1e9
+
     # -- helpers ---------------------------------------------------------------------------
 
     async def run_helper(self, run_id: str, helper: Helper, *, timeout_s: float, ttl_s: int,
