@@ -142,18 +142,12 @@ async def twin_usage(runtime: DockerRuntime) -> tuple[int, dict[str, tuple[int, 
 
     async def one(twin: dict[str, Any]) -> tuple[str, tuple[int, float]] | None:
         try:
-            # one-shot: the engine answers at once instead of waiting a second for a CPU delta
-            # (aiodocker's stats(stream=False) reads a stream and finds no sample in it)
-            sample = await runtime.docker._query_json(
-                f"containers/{twin['id']}/stats", params={"stream": "0", "one-shot": "1"}
-            )
-            memory = int((sample.get("memory_stats") or {}).get("usage") or 0)
-            cpu_ns = int(((sample.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+            memory, cpu_s = await runtime.usage(twin["id"])
         except Exception:
             # removed or stopped between the listing and the stats: nothing to measure
             log.debug("no stats for twin %s", twin["name"], exc_info=True)
             return None
-        return twin["labels"].get(LABEL_RUN, twin["name"]), (memory, cpu_ns / 1e9)
+        return twin["labels"].get(LABEL_RUN, twin["name"]), (memory, cpu_s)
 
     usage = [u for u in await asyncio.gather(*(one(t) for t in running)) if u is not None]
     return len(twins), dict(usage)

@@ -1,6 +1,7 @@
 """Twin runtimes behind one interface (`base.TwinRuntime`); Docker is the default."""
 
-from patchtwin.twins.docker import CopiedOut, DockerRuntime, twin_name
+from patchtwin.twins.archives import CopiedOut
+from patchtwin.twins.docker import DockerRuntime, twin_name
 from patchtwin.twins.registry import Runtimes
 from patchtwin.twins.runtime import DEFAULT_CAPABILITIES, CappedBuffer, ExecResult, Hardening, TwinLimits, TwinRuntime
 

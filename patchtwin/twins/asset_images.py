@@ -1,9 +1,9 @@
 """Asset images: the platform's base plus the asset's pinned packages, files and environment,
 built once and cached under a fingerprint of exactly those (`patchtwin/asset:<sha256>`).
 
-The build is a `docker build` on the local base; its containers reach the distribution's
-mirror on the default bridge. A second request for the same asset finds the image and builds
-nothing (`BUILDS` counts real builds in this process, for tests and the bench).
+The build runs on the runtime's engine (`TwinRuntime.build_image`) from the local base; its
+containers reach the distribution's mirror on the default bridge. A second request for the
+same asset finds the image and builds nothing (`BUILDS` counts real builds in this process, for tests and the bench).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchtwin.exceptions import ImageBuildFailed, PackageVersionUnavailable
-from patchtwin.twins import TwinRuntime
 from patchtwin.twins.images import build_lock
-from patchtwin.twins.platforms import lookup, package_manager
+from patchtwin.twins.packages import package_manager
+from patchtwin.twins.platforms import lookup
+from patchtwin.twins.runtime import TwinRuntime
 from schemas.asset import Asset
 
 log = logging.getLogger("patchtwin.twins.asset_images")
@@ -94,36 +95,32 @@ async def ensure_asset_image(asset: Asset, base: str, runtime: TwinRuntime, stat
         if await runtime.image_exists(ref):
             return AssetImage(ref, built=False, build_s=0.0)
         log.info("building %s for asset %s", ref, asset.id)
-        await _docker_build(asset, base, ref, timeout_s)
+        await _build(runtime, asset, base, ref, timeout_s)
         BUILDS[ref] += 1
     return AssetImage(ref, built=True, build_s=round(time.monotonic() - started, 3))
 
 
-async def _docker_build(asset: Asset, base: str, ref: str, timeout_s: float) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "docker", "build", "--rm", "--force-rm", "--label", f"{LABEL_ASSET}={ref.rsplit(':', 1)[1]}",
-        "-t", ref, "-",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
+async def _build(runtime: TwinRuntime, asset: Asset, base: str, ref: str, timeout_s: float) -> None:
+    """Builds the asset's image; a failure that names a missing pin is PACKAGE_VERSION_UNAVAILABLE."""
     try:
-        output_bytes, _ = await asyncio.wait_for(process.communicate(build_context(asset, base)), timeout_s)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise ImageBuildFailed(f"building the image of asset {asset.id} took over {timeout_s:g}s") from None
-    if process.returncode == 0:
-        return
-    output = output_bytes.decode(errors="replace")
-    spec = lookup(asset.platform)
-    missing = package_manager(spec.package_manager if spec else "apt").missing_pin(output, asset.packages)
-    if missing is not None:
-        wanted = asset.packages.get(missing)
-        raise PackageVersionUnavailable(
-            f"package {missing} {wanted or ''}: that version is not in the repositories of "
-            f"{asset.platform.os} {asset.platform.version}".replace("  ", " "),
-            details={"package": missing, "version": wanted, "output": output[-1500:]},
+        await asyncio.wait_for(
+            runtime.build_image(build_context(asset, base), ref, labels={LABEL_ASSET: ref.rsplit(":", 1)[1]}),
+            timeout_s,
         )
-    raise ImageBuildFailed(
-        f"building the image of asset {asset.id} failed: {output[-1500:]}",
-        details={"output": output[-4000:]},
-    )
+    except TimeoutError:
+        raise ImageBuildFailed(f"building the image of asset {asset.id} took over {timeout_s:g}s") from None
+    except ImageBuildFailed as exc:
+        output = str(exc.details.get("output") or exc.message)
+        spec = lookup(asset.platform)
+        missing = package_manager(spec.package_manager if spec else "apt").missing_pin(output, asset.packages)
+        if missing is not None:
+            wanted = asset.packages.get(missing)
+            raise PackageVersionUnavailable(
+                f"package {missing} {wanted or ''}: that version is not in the repositories of "
+                f"{asset.platform.os} {asset.platform.version}".replace("  ", " "),
+                details={"package": missing, "version": wanted, "output": output[-1500:]},
+            ) from exc
+        raise ImageBuildFailed(
+            f"building the image of asset {asset.id} failed: {output[-1500:]}",
+            details={"output": output[-4000:]},
+        ) from exc

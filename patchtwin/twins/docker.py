@@ -1,33 +1,37 @@
-"""Twins as Docker containers (aiodocker): create hardened, exec with limits, destroy.
+"""Twins as Docker containers (aiodocker): create hardened, exec with limits, destroy; and the
+engine's images and helper containers, so every Docker call goes through this runtime.
 
-Every twin carries labels (`io.patchtwin.*`) naming its run, owner, instance and expiry, so
-the janitor can find it again after any crash without a database; a runtime only ever lists
-(and so removes) twins of its own instance.
+Every container carries labels (`io.patchtwin.*`) naming its run, owner, instance and expiry,
+so the janitor can find it again after any crash without a database; a runtime only ever lists
+(and so removes) containers of its own instance. Engine errors become patchtwin's in one place
+(`docker_errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import io
 import json
-import re
-import tarfile
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiodocker
+from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
-from patchtwin.exceptions import ImageUnavailable, TransientError, TwinLost, TwinStartFailed
+from patchtwin.exceptions import ImageUnavailable, TwinLost, TwinStartFailed
 from patchtwin.observability.telemetry import traced_twin_op
+from patchtwin.twins import docker_images
+from patchtwin.twins.archives import CopiedOut, archive, read_archive
+from patchtwin.twins.docker_config import helper_config, host_config, labels, network_name, twin_name
+from patchtwin.twins.docker_errors import engine_error, engine_errors
 from patchtwin.twins.runtime import (
     DEFAULT_CAPABILITIES,
+    DEFAULT_OUTPUT_CAP,
+    DEFAULT_READ_LIMIT,
     LABEL_CREATED,
     LABEL_EXPIRES,
     LABEL_INSTANCE,
@@ -39,6 +43,8 @@ from patchtwin.twins.runtime import (
     CappedBuffer,
     ExecResult,
     Hardening,
+    Helper,
+    HelperResult,
     TwinLimits,
     parse_status,
 )
@@ -57,137 +63,33 @@ __all__ = [
     "ExecResult",
     "Hardening",
     "TwinLimits",
+    "host_config",
+    "network_name",
     "twin_name",
 ]
 
+log = logging.getLogger("patchtwin.twins.docker")
+
 LABEL_NETWORK = "io.patchtwin.network"
-#: What the engine makes read-only by default (moby's oci defaults); setting the list replaces it.
-DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
-
-def host_config(limits: TwinLimits, hardening: Hardening, network: str = "none") -> dict[str, Any]:
-    """The container's HostConfig: every setting docs/isolation.md explains, nothing from
-    the host (no binds, no devices, no socket), the engine's default seccomp profile."""
-    mib = 1024 * 1024
-    config: dict[str, Any] = {
-        "NetworkMode": network,
-        "Privileged": False,
-        "Binds": [],
-        "Mounts": [],
-        "Devices": [],
-        "IpcMode": "private",
-        "Memory": limits.memory_mb * mib,
-        "MemorySwap": limits.memory_mb * mib,  # equal: no swap beyond the memory limit
-        "NanoCpus": int(limits.cpus * 1e9),
-        "PidsLimit": limits.pids,
-        "CapDrop": ["ALL"],
-        "CapAdd": list(hardening.capabilities),
-        "SecurityOpt": ["no-new-privileges"] if hardening.no_new_privileges else [],
-        "Ulimits": [
-            {"Name": "nofile", "Soft": hardening.nofile, "Hard": hardening.nofile},
-            {"Name": "fsize", "Soft": hardening.fsize_mb * mib, "Hard": hardening.fsize_mb * mib},
-            {"Name": "core", "Soft": 0, "Hard": 0},
-        ],
-        "Tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={hardening.tmpfs_mb}m,mode=1777"},
-        "ShmSize": hardening.tmpfs_mb * mib,
-        # the engine's defaults, plus the cgroup tree's writable top (a tmpfs in cgroup v1)
-        "ReadonlyPaths": [*DEFAULT_READONLY_PATHS, "/sys/fs/cgroup"],
-        "Dns": ["127.0.0.1"],  # not the host's resolvers: nothing to learn about the host
-        "OomScoreAdj": 500,  # under host memory pressure the kernel kills twins first
-        "Init": True,
-        "LogConfig": {"Type": "json-file", "Config": {"max-size": f"{hardening.log_max_mb}m", "max-file": "1"}},
-    }
-    if hardening.runtime:
-        config["Runtime"] = hardening.runtime
-    return config
 
 
 @dataclass(frozen=True)
-class CopiedOut:
-    """Files read out of a twin: regular files only, by their path inside the archive.
-    `refused` names members that were not read (links, devices, absolute or `..` paths)."""
+class _Streamed:
+    """An exec's capped output and how it ended: `exit_code` None when it was abandoned at
+    its deadline (Docker cannot kill an exec; the caller decides what stops it)."""
 
-    files: dict[str, bytes]
-    refused: list[str]
-    truncated: bool
+    out: CappedBuffer
+    err: CappedBuffer
+    exit_code: int | None
+    duration_s: float
 
-
-def read_archive(data: bytes, *, max_bytes: int, max_members: int = 10_000) -> CopiedOut:
-    """Reads a tar that came out of a twin as hostile: nothing is written to disk and no link
-    is followed; a member is kept only when it is a regular file under a relative path without
-    `..`; the content kept is at most `max_bytes` in all."""
-    files: dict[str, bytes] = {}
-    refused: list[str] = []
-    truncated = False
-    kept = 0
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for count, member in enumerate(tar):
-                if count >= max_members:
-                    truncated = True
-                    break
-                name = member.name
-                parts = name.split("/")
-                if member.isdir() and name.strip("/") in ("", "."):
-                    continue
-                if name.startswith("/") or "\\" in name or ".." in parts or not name.strip("/."):
-                    refused.append(name)
-                    continue
-                if member.isdir():
-                    continue
-                if not member.isreg():
-                    refused.append(name)
-                    continue
-                room = max_bytes - kept
-                if member.size > room:
-                    truncated = True
-                stream = tar.extractfile(member)
-                content = stream.read(max(room, 0)) if stream is not None else b""
-                files["/".join(p for p in parts if p not in ("", "."))] = content
-                kept += len(content)
-    except (tarfile.TarError, EOFError):
-        truncated = True  # the archive was cut (our cap) or is malformed: keep what was read
-    return CopiedOut(files=files, refused=refused, truncated=truncated)
+    def result(self, **ending: Any) -> ExecResult:
+        return ExecResult(stdout=self.out.data(), stderr=self.err.data(), stdout_bytes=self.out.total,
+                          stderr_bytes=self.err.total, truncated=self.out.cut or self.err.cut, **ending)
 
 
-def archive(files: Sequence[tuple[str, bytes, int]], folders: Sequence[tuple[str, int]] = ()) -> bytes:
-    """A tar of files (absolute path, content, mode) to unpack at `/`. Folder entries only for
-    `folders` (path, mode): an entry resets an existing folder's owner and mode."""
-    buffer = io.BytesIO()
-    now = int(time.time())
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for path, mode in folders:
-            folder = tarfile.TarInfo(_member(path))
-            folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, mode, now
-            tar.addfile(folder)
-        for path, content, mode in files:
-            info = tarfile.TarInfo(_member(path))
-            info.size, info.mode, info.mtime = len(content), mode, now
-            tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
-def _member(path: str) -> str:
-    parts = [p for p in path.split("/") if p]
-    if not path.startswith("/") or not parts or ".." in parts or "." in parts:
-        raise ValueError(f"not an absolute path without '.' or '..': {path!r}")
-    return "/".join(parts)
-
-
-def network_name(twin: str) -> str:
-    return f"{twin}-net"
-
-
-def twin_name(run_id: str, instance: str = "default") -> str:
-    """A valid container name for a run id, distinct per instance (so one stack never
-    replaces another stack's twin of a run with the same id)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
-    digest = hashlib.sha256(f"{instance}\0{run_id}".encode()).hexdigest()[:8]
-    return f"patchtwin-{safe}-{digest}"
-
-
-def _transient(exc: DockerError) -> bool:
-    return exc.status >= 500 or exc.status == 429
+def _name(twin: TwinRef | str) -> str:
+    return twin.name if isinstance(twin, TwinRef) else twin
 
 
 class DockerRuntime:
@@ -217,17 +119,32 @@ class DockerRuntime:
         try:
             await self.docker.version()
             return True
-        except Exception:
+        except Exception as exc:
+            log.info("docker engine %s does not answer: %s", self._url or "(default)", exc)
             return False
 
+    # -- images ----------------------------------------------------------------------------
+
     async def image_exists(self, image: str) -> bool:
-        try:
-            await self.docker.images.inspect(image)
-            return True
-        except DockerError as exc:
-            if exc.status == 404:
-                return False
-            raise
+        return await docker_images.exists(self.docker, image)
+
+    async def pull_image(self, image: str, tag_as: str) -> None:
+        await docker_images.pull(self.docker, image, tag_as)
+
+    async def build_image(self, context: bytes, tag: str, *, labels: Mapping[str, str] | None = None) -> None:
+        await docker_images.build(self.docker, context, tag, labels)
+
+    async def import_rootfs(self, rootfs: AsyncIterable[bytes], tag: str, *, cmd: Sequence[str]) -> None:
+        await docker_images.import_rootfs(self.docker, rootfs, tag, cmd)
+
+    def save_image(self, image: str) -> AsyncIterator[bytes]:
+        """The image as a `docker save` stream, to `load_image` on another engine."""
+        return docker_images.save(self.docker, image)
+
+    async def load_image(self, images: AsyncIterable[bytes]) -> None:
+        await docker_images.load(self.docker, images)
+
+    # -- twins -----------------------------------------------------------------------------
 
     @traced_twin_op("create")  # observe
     async def create(
@@ -243,42 +160,31 @@ class DockerRuntime:
         name = twin_name(run_id, self.instance)
         if not keep_existing:
             await self.destroy(name)
-        created = datetime.now(UTC)
-        labels = {
-            LABEL_RUN: run_id,
-            LABEL_OWNER: self.owner,
-            LABEL_INSTANCE: self.instance,
-            LABEL_CREATED: created.isoformat(),
-            LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat(),
-        }
+        twin_labels = labels(run_id, owner=self.owner, instance=self.instance, ttl_s=ttl_s)
         network = "none"
-        try:
+        with engine_errors(f"start a twin from {image}", failure=TwinStartFailed):
             if hardening.network == "internal":
-                network = await self._internal_network(name, labels)
+                network = await self._internal_network(name, twin_labels)
             config: dict[str, Any] = {
                 "Image": image,
                 "Cmd": ["sleep", "infinity"],
                 "Hostname": "twin",
                 "Env": [],
-                "Labels": {**labels, LABEL_NETWORK: network},
+                "Labels": {**twin_labels, LABEL_NETWORK: network},
                 "HostConfig": host_config(limits, hardening, network),
             }
             container = await self.docker.containers.create(config=config, name=name)
             await container.start()
-        except DockerError as exc:
-            if _transient(exc):
-                raise TransientError(f"docker: {exc.message}") from exc
-            raise TwinStartFailed(f"could not start twin from {image}: {exc.message}") from exc
         return TwinRef(id=container.id, name=name, image=image, isolation=hardening.report(limits))
 
-    async def _internal_network(self, twin: str, labels: dict[str, str]) -> str:
+    async def _internal_network(self, twin: str, twin_labels: dict[str, str]) -> str:
         """A bridge of the run's own: `Internal` (no route out) and without an IPv4 address on
         the host side (`inhibit_ipv4`), else the twin could reach the host at the gateway."""
         name = network_name(twin)
         try:
             await self.docker.networks.create({
                 "Name": name, "Driver": "bridge", "Internal": True, "CheckDuplicate": True,
-                "EnableIPv6": False, "Labels": labels,
+                "EnableIPv6": False, "Labels": twin_labels,
                 "Options": {"com.docker.network.bridge.inhibit_ipv4": "true",
                             "com.docker.network.bridge.enable_ip_masquerade": "false"},
             })
@@ -287,6 +193,32 @@ class DockerRuntime:
                 raise
         return name
 
+    # -- exec ------------------------------------------------------------------------------
+
+    async def _stream_exec(self, name: str, argv: Sequence[str], *, user: str, output_cap: int,
+                           deadline_s: float) -> _Streamed:
+        """Runs argv in the twin and streams its output into capped buffers until it ends, or
+        abandons it `deadline_s` after the start: the one exec path, plain and supervised."""
+        self.exec_count += 1
+        started = time.monotonic()
+        out, err = CappedBuffer(output_cap), CappedBuffer(output_cap)
+        with engine_errors(f"exec in twin {name}", gone=TwinLost):
+            execution = await self.docker.containers.container(name).exec(list(argv), stdout=True, stderr=True,
+                                                                          user=user)
+
+            async def pump() -> None:
+                async with execution.start(detach=False, timeout=None) as stream:
+                    while (message := await stream.read_out()) is not None:
+                        (out if message.stream == 1 else err).add(message.data)
+
+            try:
+                await asyncio.wait_for(pump(), timeout=deadline_s)
+            except TimeoutError:
+                return _Streamed(out, err, None, time.monotonic() - started)
+            duration = time.monotonic() - started
+            info = await execution.inspect()
+        return _Streamed(out, err, info.get("ExitCode"), duration)
+
     @traced_twin_op("exec")  # observe
     async def exec(
         self,
@@ -294,86 +226,17 @@ class DockerRuntime:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
     ) -> ExecResult:
         """Runs argv in the twin, killed inside at `timeout_s` and abandoned outside after grace."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
         wrapped = ["timeout", "-s", "KILL", f"{max(timeout_s, 0.1):.3f}", *argv]
-        self.exec_count += 1
-        started = time.monotonic()
-        try:
-            container = self.docker.containers.container(name)
-            execution = await container.exec(wrapped, stdout=True, stderr=True, user=user)
-        except DockerError as exc:
-            if exc.status == 404 or exc.status == 409:
-                raise TwinLost(f"twin {name} is gone or stopped: {exc.message}") from exc
-            if _transient(exc):
-                raise TransientError(f"docker: {exc.message}") from exc
-            raise
-        out = CappedBuffer(output_cap)
-        err = CappedBuffer(output_cap)
-        timed_out = False
-
-        async def pump() -> None:
-            async with execution.start(detach=False, timeout=None) as stream:
-                while (message := await stream.read_out()) is not None:
-                    (out if message.stream == 1 else err).add(message.data)
-
-        try:
-            await asyncio.wait_for(pump(), timeout=timeout_s + grace_s)
-        except TimeoutError:
-            timed_out = True
-        duration = time.monotonic() - started
-        exit_code: int | None = None
-        if not timed_out:
-            info = await execution.inspect()
-            exit_code = info.get("ExitCode")
-            # `timeout -s KILL` exits 137 when the deadline killed the command.
-            timed_out = exit_code == 137 and duration >= timeout_s - 0.05
-        return ExecResult(
-            exit_code=exit_code,
-            stdout=out.data(),
-            stderr=err.data(),
-            stdout_bytes=out.total,
-            stderr_bytes=err.total,
-            duration_s=duration,
-            timed_out=timed_out,
-            truncated=out.cut or err.cut,
-        )
-
-    async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None:
-        """Copies a file in, creating its parent folders (owned by root, mode 0755)."""
-        await self.put_files(twin, [(path, content, mode)])
-
-    async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None:
-        """Copies files (path, content, mode) in with one archive. The archive has no folder
-        entries, so existing folders keep their owner and mode (an entry would reset them);
-        missing ones are created owned by root, mode 0755. Not into a tmpfs mount (Docker's
-        archive API writes beneath it)."""
-        await self._put_archive(twin.name if isinstance(twin, TwinRef) else twin, archive(files))
-
-    @traced_twin_op("copy_in")  # observe
-    async def _put_archive(self, name: str, data: bytes) -> None:
-        try:
-            await self.docker.containers.container(name).put_archive("/", data)
-        except DockerError as exc:
-            if exc.status == 404:
-                raise TwinLost(f"cannot copy into {name}: {exc.message}") from exc
-            if _transient(exc):
-                raise TransientError(f"docker: {exc.message}") from exc
-            raise
-
-    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
-        """A regular file's content (at most `limit` bytes), or None when it is not there or
-        not a regular file. Read as hostile (`copy_out`): never more than `limit` and a little
-        archive is transferred, and a symlink planted in its place is not followed."""
-        try:
-            copied = await self.copy_out(twin, path, max_bytes=limit)
-        except TwinLost:
-            return None
-        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
+        run = await self._stream_exec(_name(twin), wrapped, user=user, output_cap=output_cap,
+                                      deadline_s=timeout_s + grace_s)
+        # `timeout -s KILL` exits 137 when the deadline killed the command.
+        timed_out = run.exit_code is None or (run.exit_code == 137 and run.duration_s >= timeout_s - 0.05)
+        return run.result(exit_code=run.exit_code, duration_s=run.duration_s, timed_out=timed_out)
 
     @traced_twin_op("supervise")  # observe
     async def run_supervised(
@@ -382,7 +245,7 @@ class DockerRuntime:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
         files: Sequence[tuple[str, bytes, int]] = (),
@@ -396,64 +259,42 @@ class DockerRuntime:
         the twin killed when it has not ended `grace_s` after the deadline: the backstop for a
         supervisor that could not act. A twin without perl falls back to `timeout -s KILL`,
         its exit code, and Docker's `oom` events."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
-        nonce = uuid.uuid4().hex[:16]
-        status_path = f"{SUPERVISOR_DIR}/status/{nonce}.json"
+        name = _name(twin)
+        status_path = f"{SUPERVISOR_DIR}/status/{uuid.uuid4().hex[:16]}.json"
         supervisor_path = f"{SUPERVISOR_DIR}/supervise.pl"
         await self._put_supervisor(name, supervisor_path, files)
         limit = f"{max(timeout_s, 0.01):.3f}"
         wrapped = ["/bin/sh", "-c", SUPERVISE, supervisor_path, limit, status_path, *argv]
-        self.exec_count += 1
         since = time.time()
-        started = time.monotonic()
-        container = self.docker.containers.container(name)
-        try:
-            execution = await container.exec(wrapped, stdout=True, stderr=True, user=user)
-        except DockerError as exc:
-            if exc.status in (404, 409):
-                raise TwinLost(f"twin {name} is gone or stopped: {exc.message}") from exc
-            if _transient(exc):
-                raise TransientError(f"docker: {exc.message}") from exc
-            raise
-        out, err = CappedBuffer(output_cap), CappedBuffer(output_cap)
-
-        async def pump() -> None:
-            async with execution.start(detach=False, timeout=None) as stream:
-                while (message := await stream.read_out()) is not None:
-                    (out if message.stream == 1 else err).add(message.data)
-
-        def result(**ending: Any) -> ExecResult:
-            return ExecResult(stdout=out.data(), stderr=err.data(), stdout_bytes=out.total,
-                              stderr_bytes=err.total, truncated=out.cut or err.cut, **ending)
-
-        try:
-            await asyncio.wait_for(pump(), timeout=timeout_s + grace_s)
-        except TimeoutError:
+        run = await self._stream_exec(name, wrapped, user=user, output_cap=output_cap, deadline_s=timeout_s + grace_s)
+        if run.exit_code is None:
             # the supervisor did not end it: abandon the exec and stop the twin itself
-            with contextlib.suppress(DockerError):
-                await container.kill(signal="SIGKILL")
-            return result(exit_code=None, duration_s=time.monotonic() - started, timed_out=True,
-                          abandoned=True, observed_by="backstop")
-        duration = time.monotonic() - started
-        info = await execution.inspect()
+            await self._kill(name)
+            return run.result(exit_code=None, duration_s=run.duration_s, timed_out=True, abandoned=True,
+                              observed_by="backstop")
         status = parse_status(await self.read_file(name, status_path, limit=4096))
         if status is not None:
             oom = status.get("oom_kills")
-            return result(
+            return run.result(
                 exit_code=status.get("exit_code"), signal=status.get("signal"),
-                duration_s=float(status.get("duration_s") or duration),
+                duration_s=float(status.get("duration_s") or run.duration_s),
                 timed_out=bool(status.get("timed_out")),
                 oom_killed=oom > 0 if isinstance(oom, int) else await self._oom_event(name, since),
                 observed_by="supervisor",
             )
         # no status: no perl in the twin (or the patch removed it): `timeout`'s exit code
-        exit_code = info.get("ExitCode")
-        timed_out = exit_code == 137 and duration >= timeout_s - 0.05
-        return result(
-            exit_code=None if timed_out else exit_code, signal=9 if timed_out else None,
-            duration_s=duration, timed_out=timed_out, oom_killed=await self._oom_event(name, since),
+        timed_out = run.exit_code == 137 and run.duration_s >= timeout_s - 0.05
+        return run.result(
+            exit_code=None if timed_out else run.exit_code, signal=9 if timed_out else None,
+            duration_s=run.duration_s, timed_out=timed_out, oom_killed=await self._oom_event(name, since),
             observed_by="timeout",
         )
+
+    async def _kill(self, name: str) -> None:
+        try:
+            await self.docker.containers.container(name).kill(signal="SIGKILL")
+        except DockerError as exc:  # already stopped or gone: what the kill was for
+            log.info("twin %s: not killed: %s", name, engine_error(exc, f"kill {name}"))
 
     async def _put_supervisor(self, name: str, supervisor_path: str, files: Sequence[tuple[str, bytes, int]]) -> None:
         """The supervisor, its status folder and the patch's `files`, in one archive (one API
@@ -473,15 +314,45 @@ class DockerRuntime:
         try:
             async with self.docker._query("events", params=params) as response:
                 body = await response.read()
-        except DockerError:
+        except DockerError as exc:
+            log.warning("twin %s: no OOM events to read: %s", name, exc)
             return False
         return any(line.strip() for line in body.splitlines())
 
+    # -- files -----------------------------------------------------------------------------
+
+    async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None:
+        """Copies a file in, creating its parent folders (owned by root, mode 0755)."""
+        await self.put_files(twin, [(path, content, mode)])
+
+    async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None:
+        """Copies files (path, content, mode) in with one archive. The archive has no folder
+        entries, so existing folders keep their owner and mode (an entry would reset them);
+        missing ones are created owned by root, mode 0755. Not into a tmpfs mount (Docker's
+        archive API writes beneath it)."""
+        await self._put_archive(_name(twin), archive(files))
+
+    @traced_twin_op("copy_in")  # observe
+    async def _put_archive(self, name: str, data: bytes) -> None:
+        with engine_errors(f"copy into twin {name}", gone=TwinLost):
+            await self.docker.containers.container(name).put_archive("/", data)
+
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
+        """A regular file's content (at most `limit` bytes), or None when it is not there or
+        not a regular file. Read as hostile (`copy_out`): never more than `limit` and a little
+        archive is transferred, and a symlink planted in its place is not followed."""
+        try:
+            copied = await self.copy_out(twin, path, max_bytes=limit)
+        except TwinLost as exc:
+            log.info("%s not read: %s", path, exc)
+            return None
+        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
+
     @traced_twin_op("copy_out")  # observe
-    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
+    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = DEFAULT_READ_LIMIT) -> CopiedOut:
         """Files at `path` in the twin (a file or a folder), read as hostile (`read_archive`);
         at most `max_bytes` of content and a little more of archive are ever transferred."""
-        name = twin.name if isinstance(twin, TwinRef) else twin
+        name = _name(twin)
         limit = max_bytes + 1024 * 1024  # room for the tar headers of the kept files
         chunks: list[bytes] = []
         received = 0
@@ -497,13 +368,51 @@ class DockerRuntime:
                         cut = True
                         break
         except DockerError as exc:
-            if exc.status == 404 and "container" in exc.message.lower():
-                raise TwinLost(f"cannot copy {path} out of {name}: {exc.message}") from exc
-            if exc.status == 404:
-                return CopiedOut(files={}, refused=[], truncated=False)
-            raise
+            if exc.status == 404 and "container" not in exc.message.lower():
+                return CopiedOut(files={}, refused=[], truncated=False)  # the path is not there
+            raise engine_error(exc, f"copy {path} out of {name}", gone=TwinLost) from exc
         copied = read_archive(b"".join(chunks), max_bytes=max_bytes)
         return CopiedOut(copied.files, copied.refused, copied.truncated or cut)
+
+    async def usage(self, twin: str) -> tuple[int, float]:
+        """A twin's memory in use (bytes) and CPU time so far (seconds), in one stats call:
+        one-shot, so the engine answers at once instead of waiting a second for a CPU delta
+        (aiodocker's stats(stream=False) reads a stream and finds no sample in it)."""
+        with engine_errors(f"stats of {twin}", gone=TwinLost):
+            sample = await self.docker._query_json(f"containers/{twin}/stats", params={"stream": "0", "one-shot": "1"})
+        memory = int((sample.get("memory_stats") or {}).get("usage") or 0)
+        cpu_ns = int(((sample.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+        return memory, cpu_ns / 1e9
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def run_helper(self, run_id: str, helper: Helper, *, timeout_s: float, ttl_s: int,
+                         max_bytes: int) -> HelperResult:
+        """Runs a helper container (`docker_config.helper_config`) to its end, reads `collect`
+        out of it when it ended well, and removes it (else the janitor does, by its labels)."""
+        config = helper_config(helper, labels(run_id, owner=self.owner, instance=self.instance, ttl_s=ttl_s))
+        container: DockerContainer | None = None
+        try:
+            with engine_errors(f"helper {helper.role} from {helper.image}", failure=TwinStartFailed):
+                container = await self.docker.containers.create(config=config)
+                await container.start()
+                status = await asyncio.wait_for(container.wait(), timeout=timeout_s)
+                exit_code = status.get("StatusCode")
+                if exit_code != 0:
+                    logs = "".join(await container.log(stdout=True, stderr=True, tail=20))
+                    return HelperResult(exit_code, logs, CopiedOut(files={}, refused=[], truncated=False))
+            return HelperResult(0, "", await self.copy_out(container.id, helper.collect, max_bytes=max_bytes))
+        finally:
+            if container is not None:
+                await self._remove(container.id)
+
+    async def _remove(self, name: str) -> None:
+        try:
+            await self.docker.containers.container(name).delete(force=True, v=True)
+        except DockerError as exc:  # the janitor removes it later, by its labels and expiry
+            log.warning("container %s not removed: %s", name, exc)
+
+    # -- teardown and listing --------------------------------------------------------------
 
     @traced_twin_op("destroy")  # observe
     async def destroy(self, name: str) -> bool:
@@ -519,12 +428,12 @@ class DockerRuntime:
                 await self._gone(name)
                 removed = True
             else:
-                raise
+                raise engine_error(exc, f"remove twin {name}") from exc
         try:
             await (await self.docker.networks.get(network_name(name))).delete()
         except DockerError as exc:
             if exc.status not in (404, 409):
-                raise
+                raise engine_error(exc, f"remove network of {name}") from exc
         return removed
 
     async def _gone(self, name: str, timeout_s: float = 10.0) -> None:
@@ -535,7 +444,7 @@ class DockerRuntime:
             except DockerError as exc:
                 if exc.status == 404:
                     return
-                raise
+                raise engine_error(exc, f"inspect twin {name}") from exc
             await asyncio.sleep(0.1)
 
     async def events(self) -> AsyncIterator[dict[str, str]]:
@@ -557,10 +466,11 @@ class DockerRuntime:
 
     async def list_ours(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Containers carrying our owner and instance labels (and the run's label when given)."""
-        labels = [f"{LABEL_OWNER}={self.owner}", f"{LABEL_INSTANCE}={self.instance}"]
+        wanted = [f"{LABEL_OWNER}={self.owner}", f"{LABEL_INSTANCE}={self.instance}"]
         if run_id is not None:
-            labels.append(f"{LABEL_RUN}={run_id}")
-        containers = await self.docker.containers.list(all=True, filters={"label": labels})
+            wanted.append(f"{LABEL_RUN}={run_id}")
+        with engine_errors("list twins"):
+            containers = await self.docker.containers.list(all=True, filters={"label": wanted})
         return [
             {
                 "id": c["Id"],
@@ -576,7 +486,3 @@ class DockerRuntime:
         for name in names:
             await self.destroy(name)
         return names
-
-
-#: kept for callers of the old private name
-_CappedBuffer = CappedBuffer

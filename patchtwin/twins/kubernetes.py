@@ -14,7 +14,7 @@ import posixpath
 import shlex
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +35,10 @@ from patchtwin.exceptions import (
 )
 from patchtwin.settings import Settings
 from patchtwin.twins import k8s_clone, k8s_manifests
-from patchtwin.twins.docker import CopiedOut, read_archive
+from patchtwin.twins.archives import CopiedOut, archive, read_archive
 from patchtwin.twins.runtime import (
+    DEFAULT_OUTPUT_CAP,
+    DEFAULT_READ_LIMIT,
     LABEL_CREATED,
     LABEL_EXPIRES,
     LABEL_INSTANCE,
@@ -45,6 +47,8 @@ from patchtwin.twins.runtime import (
     CappedBuffer,
     ExecResult,
     Hardening,
+    Helper,
+    HelperResult,
     TwinLimits,
     supervise_with_exec,
 )
@@ -141,6 +145,25 @@ class KubernetesRuntime:
         """The cluster pulls images itself; one it cannot pull shows up as ErrImagePull while
         the twin starts, and ends the run with IMAGE_UNAVAILABLE then."""
         return bool(image)
+
+    # The cluster's nodes get images from a registry; this runtime makes none (coded refusals).
+
+    async def pull_image(self, image: str, tag_as: str) -> None:
+        raise ImageUnavailable(f"the kubernetes runtime pulls no images: the cluster pulls {image} itself "
+                               "when a twin's Pod starts")
+
+    async def build_image(self, context: bytes, tag: str, *, labels: Mapping[str, str] | None = None) -> None:
+        raise ImageUnavailable(f"the kubernetes runtime builds no images ({tag}): build it on a Docker engine, "
+                               "push it to a registry the cluster pulls from, and name it in asset.image")
+
+    async def import_rootfs(self, rootfs: AsyncIterable[bytes], tag: str, *, cmd: Sequence[str]) -> None:
+        raise ImageUnavailable(f"the kubernetes runtime imports no images ({tag}): import it on a Docker "
+                               "engine, push it to a registry the cluster pulls from, and name it in asset.image")
+
+    async def run_helper(self, run_id: str, helper: Helper, *, timeout_s: float, ttl_s: int,
+                         max_bytes: int) -> HelperResult:
+        raise RuntimeUnavailable(f"the kubernetes runtime runs no helper containers ({helper.role}): "
+                                 "use a Docker twin for this")
 
     # -- twins -----------------------------------------------------------------------------
 
@@ -297,7 +320,7 @@ class KubernetesRuntime:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
         stdin: bytes | None = None,
@@ -372,18 +395,10 @@ class KubernetesRuntime:
     async def put_file(self, twin: TwinRef | str, path: str, content: bytes, mode: int = 0o644) -> None:
         """Copies a file in as a tar stream over exec stdin (what `kubectl cp` does). The
         websocket protocol cannot close stdin, so `head -c` reads exactly the archive."""
-        parts = [p for p in path.split("/") if p]
-        if not parts or ".." in parts:
-            raise ValueError(f"not an absolute path without '..': {path!r}")
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            info = tarfile.TarInfo("/".join(parts))
-            info.size, info.mode, info.mtime = len(content), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(content))
-        archive = buffer.getvalue()
-        parent = posixpath.dirname("/" + "/".join(parts))
-        script = f"mkdir -p {shlex.quote(parent)} && head -c {len(archive)} | tar -x -p -m -o -C / -f -"
-        result = await self.exec(twin, ["sh", "-c", script], timeout_s=60, stdin=archive)
+        data = archive([(path, content, mode)])
+        parent = posixpath.dirname(posixpath.normpath(path))
+        script = f"mkdir -p {shlex.quote(parent)} && head -c {len(data)} | tar -x -p -m -o -C / -f -"
+        result = await self.exec(twin, ["sh", "-c", script], timeout_s=60, stdin=data)
         if result.exit_code != 0:
             raise TwinLost(f"cannot copy {path} into the twin: exit {result.exit_code}: "
                            f"{result.stderr.decode(errors='replace')[:300]}")
@@ -392,7 +407,7 @@ class KubernetesRuntime:
         for path, content, mode in files:
             await self.put_file(twin, path, content, mode)
 
-    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
         """A regular file's first `limit` bytes, or None when it is not there."""
         script = 'test -f "$1" || exit 3; head -c "$2" "$1"'
         result = await self.exec(twin, ["sh", "-c", script, "read", path, str(limit)], timeout_s=30,
@@ -405,7 +420,7 @@ class KubernetesRuntime:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
         files: Sequence[tuple[str, bytes, int]] = (),
@@ -413,7 +428,7 @@ class KubernetesRuntime:
         return await supervise_with_exec(self, twin, argv, timeout_s=timeout_s, output_cap=output_cap, user=user,
                                          grace_s=grace_s, files=files)
 
-    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
+    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = DEFAULT_READ_LIMIT) -> CopiedOut:
         """Files at `path` (a file or a folder) as a tar over exec stdout, named like Docker's
         archive (from the path's last component) and read as hostile (`read_archive`); a path
         that is not there gives no files."""

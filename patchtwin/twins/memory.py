@@ -30,14 +30,14 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from patchtwin.exceptions import ImageUnavailable, TwinLost, TwinStartFailed
-from patchtwin.twins.docker import CopiedOut, archive, read_archive
+from patchtwin.exceptions import ImageUnavailable, RuntimeUnavailable, TwinLost, TwinStartFailed
+from patchtwin.twins.archives import CopiedOut, archive, read_archive
 from patchtwin.twins.runtime import (
     LABEL_CREATED,
     LABEL_EXPIRES,
@@ -47,6 +47,8 @@ from patchtwin.twins.runtime import (
     CappedBuffer,
     ExecResult,
     Hardening,
+    Helper,
+    HelperResult,
     TwinLimits,
     supervise_with_exec,
 )
@@ -213,6 +215,22 @@ class MemoryRuntime:
 
     async def image_exists(self, image: str) -> bool:
         return image in self.engine.images
+
+    # The double's images are registered in its engine (`MemoryImage`); it makes none itself,
+    # and refuses with the codes the Kubernetes runtime uses for the same steps.
+
+    async def pull_image(self, image: str, tag_as: str) -> None:
+        raise ImageUnavailable(f"the in-memory runtime pulls no images ({image}): register a MemoryImage")
+
+    async def build_image(self, context: bytes, tag: str, *, labels: Mapping[str, str] | None = None) -> None:
+        raise ImageUnavailable(f"the in-memory runtime builds no images ({tag}): register a MemoryImage")
+
+    async def import_rootfs(self, rootfs: AsyncIterable[bytes], tag: str, *, cmd: Sequence[str]) -> None:
+        raise ImageUnavailable(f"the in-memory runtime imports no images ({tag}): register a MemoryImage")
+
+    async def run_helper(self, run_id: str, helper: Helper, *, timeout_s: float, ttl_s: int,
+                         max_bytes: int) -> HelperResult:
+        raise RuntimeUnavailable(f"the in-memory runtime runs no helper containers ({helper.role})")
 
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,

@@ -10,7 +10,7 @@ from importlib import resources
 
 from patchtwin.exceptions import TwinNotReady
 from patchtwin.twins import TwinRuntime
-from patchtwin.twins.platforms import decode_b64, service_state
+from patchtwin.twins.service_states import decode_b64, service_state
 from schemas.asset import Asset, HttpReady, PortReady
 from schemas.events import TwinRef
 from schemas.state import ServiceState

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
+from patchtwin.settings import Settings
+from patchtwin.twins.archives import CopiedOut
 from schemas.asset import Asset
 from schemas.events import Isolation, TwinRef
 
@@ -91,6 +93,12 @@ class ExecResult:
     truncated: bool = False
 
 
+#: What is kept of each output stream of an exec when the caller names no cap: the patch's
+#: configured default (`Settings.patch_output_cap_bytes`), so there is one such number.
+DEFAULT_OUTPUT_CAP: int = Settings.model_fields["patch_output_cap_bytes"].default
+#: How much of a file `read_file` returns when the caller names no limit.
+DEFAULT_READ_LIMIT = 1024 * 1024
+
 #: Put where a stream's middle was cut; not counted as output.
 CUT_MARKER = b"\n[patchtwin: output cut here]\n"
 
@@ -158,7 +166,7 @@ async def supervise_with_exec(
     argv: Sequence[str],
     *,
     timeout_s: float,
-    output_cap: int = 1024 * 1024,
+    output_cap: int = DEFAULT_OUTPUT_CAP,
     user: str = "",
     grace_s: float = 5.0,
     files: Sequence[tuple[str, bytes, int]] = (),
@@ -194,6 +202,28 @@ async def supervise_with_exec(
                       stderr_bytes=result.stderr_bytes, truncated=result.truncated, **ending)
 
 
+@dataclass(frozen=True)
+class Helper:
+    """A short-lived container beside the twins, from a twin's image but with a network (a
+    twin never has one): it runs `argv`, what it leaves at `collect` is read out (as hostile),
+    and it is removed. `caches` (volume name, mount path) outlive it, for the next helper."""
+
+    role: str
+    image: str
+    argv: tuple[str, ...]
+    collect: str
+    caches: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HelperResult:
+    exit_code: int | None
+    #: the last lines it wrote (stdout and stderr), for an error message
+    logs: str
+    #: what was at `Helper.collect` when it ended (nothing when it failed)
+    collected: CopiedOut
+
+
 @runtime_checkable
 class TwinRuntime(Protocol):
     """The operations the five services use. `name` is what `asset.runtime` and
@@ -209,6 +239,26 @@ class TwinRuntime(Protocol):
 
     async def image_exists(self, image: str) -> bool: ...
 
+    async def pull_image(self, image: str, tag_as: str) -> None:
+        """Pulls `image` from its registry and tags it `tag_as` (ImageUnavailable when it cannot)."""
+        ...
+
+    async def build_image(self, context: bytes, tag: str, *, labels: Mapping[str, str] | None = None) -> None:
+        """Builds a tar build context (with its Dockerfile) as `tag`; ImageBuildFailed carries
+        the build's output in `details["output"]`."""
+        ...
+
+    async def import_rootfs(self, rootfs: AsyncIterable[bytes], tag: str, *, cmd: Sequence[str]) -> None:
+        """Makes the image `tag`, running `cmd` by default, from a root filesystem's tar stream
+        (`docker import`)."""
+        ...
+
+    async def run_helper(self, run_id: str, helper: Helper, *, timeout_s: float, ttl_s: int,
+                         max_bytes: int) -> HelperResult:
+        """Runs a helper to its end and removes it; TimeoutError when it outlives `timeout_s`
+        (removed then too; else the janitor finds it by its labels after `ttl_s`)."""
+        ...
+
     async def create(
         self, run_id: str, image: str, *, limits: TwinLimits, ttl_s: int, keep_existing: bool = False,
         hardening: Hardening | None = None, asset: Asset | None = None,
@@ -220,7 +270,7 @@ class TwinRuntime(Protocol):
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
     ) -> ExecResult: ...
@@ -229,7 +279,7 @@ class TwinRuntime(Protocol):
 
     async def put_files(self, twin: TwinRef | str, files: Sequence[tuple[str, bytes, int]]) -> None: ...
 
-    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None: ...
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None: ...
 
     async def run_supervised(
         self,
@@ -237,7 +287,7 @@ class TwinRuntime(Protocol):
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
         files: Sequence[tuple[str, bytes, int]] = (),

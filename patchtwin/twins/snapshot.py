@@ -17,7 +17,8 @@ from typing import Literal
 
 from patchtwin.settings import Settings
 from patchtwin.twins import TwinRuntime
-from patchtwin.twins.platforms import decode_b64, detect_packages_script, package_manager, service_state
+from patchtwin.twins.packages import detect_packages_script, package_manager
+from patchtwin.twins.service_states import decode_b64, service_state
 from schemas.asset import Asset
 from schemas.events import RunContext, TwinRef
 from schemas.state import (

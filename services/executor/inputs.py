@@ -5,23 +5,17 @@ twin's own image). The twin itself never gets a network.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import shlex
-import tarfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiodocker
 import aiohttp
-from aiodocker.exceptions import DockerError
 
-from patchtwin.exceptions import PatchInputUnavailable, RerunInputChanged
+from patchtwin.exceptions import PatchInputUnavailable, RerunInputChanged, TwinError
 from patchtwin.settings import Settings
-from patchtwin.twins.runtime import LABEL_CREATED, LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN
+from patchtwin.twins.runtime import Helper, TwinRuntime
 from schemas.request import Artifact
 
 
@@ -134,65 +128,26 @@ def lists_volume(image: str) -> str:
 
 
 async def fetch_packages(
-    packages: dict[str, str], image: str, run_id: str, settings: Settings
+    packages: dict[str, str], image: str, run_id: str, runtime: TwinRuntime, settings: Settings
 ) -> list[Fetched]:
     """The .deb files that install `packages` (name → version) on `image`, downloaded by a
-    helper container from the same image on the default bridge network, then removed."""
+    helper container of the twin's runtime, from the same image, with a network; then removed."""
     specs = " ".join(shlex.quote(f"{name}={version}") for name, version in sorted(packages.items()))
-    created = datetime.now(UTC)
-    labels = {
-        LABEL_RUN: run_id, LABEL_OWNER: settings.owner, LABEL_INSTANCE: settings.instance,
-        LABEL_CREATED: created.isoformat(),
-        LABEL_EXPIRES: (created + timedelta(seconds=settings.package_fetch_timeout_s + 60)).isoformat(),
-        "io.patchtwin.role": "package-fetcher",
-    }
-    config: dict[str, Any] = {
-        "Image": image,
-        "Cmd": ["sh", "-c", _DOWNLOAD.format(specs=specs)],
-        "Labels": labels,
-        "HostConfig": {
-            "NetworkMode": "bridge",
-            "Mounts": [{"Type": "volume", "Source": lists_volume(image), "Target": "/var/lib/apt/lists"}],
-            "Memory": 1024 * 1024 * 1024,
-            "PidsLimit": 256,
-            "CapDrop": ["ALL"],
-            "CapAdd": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"],
-            "SecurityOpt": ["no-new-privileges"],
-        },
-    }
-    docker = aiodocker.Docker(url=settings.docker_url)
-    container = None
+    helper = Helper(role="package-fetcher", image=image, argv=("sh", "-c", _DOWNLOAD.format(specs=specs)),
+                    collect=ARCHIVES, caches=((lists_volume(image), "/var/lib/apt/lists"),))
+    timeout_s = settings.package_fetch_timeout_s
     try:
-        try:
-            container = await docker.containers.create(config=config)
-            await container.start()
-            status = await asyncio.wait_for(container.wait(), timeout=settings.package_fetch_timeout_s)
-        except TimeoutError as exc:
-            raise PatchInputUnavailable(
-                f"packages {specs}: not downloaded within {settings.package_fetch_timeout_s:g}s") from exc
-        except DockerError as exc:
-            raise PatchInputUnavailable(f"packages {specs}: helper container: {exc.message}") from exc
-        if status.get("StatusCode") != 0:
-            logs = "".join(await container.log(stdout=True, stderr=True, tail=20))
-            raise PatchInputUnavailable(f"packages {specs}: could not be downloaded for {image}: {logs.strip()[-800:]}")
-        archive = await container.get_archive(ARCHIVES)
-        return _debs(archive, specs)
-    finally:
-        if container is not None:
-            with contextlib.suppress(DockerError):  # else the janitor removes it by labels and expiry
-                await container.delete(force=True, v=True)
-        await docker.close()
-
-
-def _debs(archive: tarfile.TarFile, specs: str) -> list[Fetched]:
-    fetched = []
-    with archive:
-        for member in archive:
-            if member.isfile() and member.name.endswith(".deb") and "/" in member.name \
-                    and member.name.count("/") == 1:
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    name = member.name.rsplit("/", 1)[1]
-                    fetched.append(Fetched(f"/opt/patchtwin/debs/{name}", handle.read(), 0o644, specs))
-    return fetched
-
+        result = await runtime.run_helper(run_id, helper, timeout_s=timeout_s, ttl_s=int(timeout_s) + 60,
+                                          max_bytes=settings.artifact_max_bytes)
+    except TimeoutError as exc:
+        raise PatchInputUnavailable(f"packages {specs}: not downloaded within {timeout_s:g}s") from exc
+    except TwinError as exc:
+        raise PatchInputUnavailable(f"packages {specs}: helper container: {exc.message}") from exc
+    if result.exit_code != 0:
+        raise PatchInputUnavailable(
+            f"packages {specs}: could not be downloaded for {image}: {result.logs.strip()[-800:]}")
+    if result.collected.truncated:
+        raise PatchInputUnavailable(f"packages {specs}: over {settings.artifact_max_bytes} bytes in all")
+    return [Fetched(f"/opt/patchtwin/debs/{path.rsplit('/', 1)[1]}", content, 0o644, specs)
+            for path, content in sorted(result.collected.files.items())
+            if path.endswith(".deb") and path.count("/") == 1]

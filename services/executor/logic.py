@@ -58,7 +58,8 @@ async def apply_patch(
         records[ready.run_id] = record
     rerun_of = context.request.rerun_of
     artifacts = await fetch_artifacts(patch.artifacts, settings, rerun_of=rerun_of)
-    debs = await fetch_packages(patch.packages, context.twin.image, ready.run_id, settings) if patch.packages else []
+    debs = await fetch_packages(patch.packages, context.twin.image, ready.run_id, runtime, settings) \
+        if patch.packages else []
     record.inputs = {"artifacts": [a.record() for a in artifacts], "packages": [d.record() for d in debs]}
     if recorded is not None and rerun_of is not None:
         verify_rerun(recorded, record.inputs, rerun_of)

@@ -12,7 +12,7 @@ from patchtwin.settings import Settings
 from patchtwin.twins import DEFAULT_CAPABILITIES, Hardening, TwinLimits, TwinRuntime, snapshot
 from patchtwin.twins.asset_images import AssetImage, ensure_asset_image
 from patchtwin.twins.fidelity import measure
-from patchtwin.twins.platforms import resolve_base
+from patchtwin.twins.images import resolve_base
 from patchtwin.twins.readiness import wait_ready
 from schemas import RunContext, StageSpan, TwinReady, TwinRequested
 from schemas.events import TwinRef

@@ -19,7 +19,8 @@ from patchtwin.exceptions import ImageUnavailable, TwinNotReady
 from patchtwin.settings import Settings
 from patchtwin.twins import DockerRuntime, TwinLimits
 from patchtwin.twins.asset_images import BUILDS
-from patchtwin.twins.platforms import Dpkg, resolve_base
+from patchtwin.twins.images import resolve_base
+from patchtwin.twins.packages import Dpkg
 from schemas import TwinReady, TwinRequested
 from schemas.asset import Platform
 from services.provisioner.logic import provision

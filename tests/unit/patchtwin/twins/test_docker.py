@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import tarfile
 
-from patchtwin.twins.docker import DEFAULT_CAPABILITIES, Hardening, TwinLimits, host_config, read_archive
+from patchtwin.twins.archives import read_archive
+from patchtwin.twins.docker import DEFAULT_CAPABILITIES, Hardening, TwinLimits, host_config
 
 
 def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
