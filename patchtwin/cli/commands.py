@@ -109,7 +109,7 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
     from patchtwin.cli.embedded import EmbeddedStack
 
     stack = await EmbeddedStack(settings.state_dir, settings.kafka_bootstrap_servers,
-                                settings.database_url).start()
+                                settings.database_url, settings.docker_url).start()
     settings = stack.configure(settings)
     endpoints = settings.state_dir / ENDPOINTS_FILE
     try:
@@ -220,7 +220,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     out = Console()
     with tempfile.TemporaryDirectory(prefix="patchtwin-demo-") as scratch:
-        stack = await EmbeddedStack(Path(scratch)).start()
+        stack = await EmbeddedStack(Path(scratch), docker_url=settings.docker_url).start()
         settings = stack.configure(settings)
         out.print(f"embedded stack up: broker {stack.kafka_bootstrap_servers}, PostgreSQL 18, Docker")
         app = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from patchtwin.settings import Settings
+from patchtwin.twins.docker import DockerRuntime
 
 log = logging.getLogger("patchtwin.cli.embedded")
 
@@ -86,27 +87,33 @@ class EmbeddedDatabase:
             self.server = None
 
 
-def docker_answers() -> bool:
-    result = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
-    return result.returncode == 0
+async def docker_answers(url: str | None) -> bool:
+    """Whether the engine at `url` (None: the local socket) answers, through the runtime."""
+    runtime = DockerRuntime(url)
+    try:
+        return await runtime.ping()
+    finally:
+        await runtime.close()
 
 
-def ensure_docker_engine(timeout_s: float = 30) -> None:
-    """Starts dockerd when no engine answers and we are root with dockerd installed."""
-    if shutil.which("docker") and docker_answers():
+async def ensure_docker_engine(url: str | None, timeout_s: float = 30) -> None:
+    """Starts the local dockerd when no engine answers, `PATCHTWIN_DOCKER_URL` names none, and
+    we are root with dockerd installed; a configured engine elsewhere is never started here."""
+    if await docker_answers(url):
         return
-    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+    if url is not None or os.geteuid() != 0 or shutil.which("dockerd") is None:
         raise RuntimeError(
-            "no Docker engine answers; install one (Debian: `apt-get install docker.io`) and start it"
+            f"no Docker engine answers at {url or 'the local socket'}; install one "
+            "(Debian: `apt-get install docker.io`) and start it"
         )
     log.info("starting dockerd")
     with open("/var/log/dockerd.log", "ab") as sink:
         subprocess.Popen(["dockerd"], stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if docker_answers():
+        if await docker_answers(url):
             return
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
     raise RuntimeError("dockerd did not answer in time; see /var/log/dockerd.log")
 
 
@@ -118,11 +125,12 @@ class EmbeddedStack:
     state_dir: Path
     kafka_bootstrap_servers: str | None = None
     database_url: str | None = None
+    docker_url: str | None = None
     broker: EmbeddedBroker | None = None
     database: EmbeddedDatabase | None = None
 
     async def start(self) -> EmbeddedStack:
-        await asyncio.to_thread(ensure_docker_engine)
+        await ensure_docker_engine(self.docker_url)
         if not self.kafka_bootstrap_servers:
             self.broker = EmbeddedBroker()
             await asyncio.to_thread(self.broker.start, self.state_dir / "logs" / "tansu.log")

@@ -80,3 +80,15 @@ def test_submit_of_an_unreadable_file_exits_2_with_a_code(
 
     assert done.returncode == 2
     assert "INVALID_REQUEST" in done.stderr
+
+
+def test_up_on_an_engine_that_does_not_answer_refuses_and_starts_no_local_one(tmp_path: Path) -> None:
+    """`PATCHTWIN_DOCKER_URL` names the engine: one that does not answer is an error that says
+    which, never a reason to start the local dockerd in its place."""
+    env = {**os.environ, "PATCHTWIN_STATE_DIR": str(tmp_path),
+           "PATCHTWIN_DOCKER_URL": f"unix://{tmp_path}/no-engine.sock"}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("DATABASE_URL", None)
+    finished = subprocess.run([*PATCHTWIN, "up"], env=env, capture_output=True, text=True, timeout=60)
+    assert finished.returncode != 0
+    assert f"no Docker engine answers at unix://{tmp_path}/no-engine.sock" in finished.stderr
