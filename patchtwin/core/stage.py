@@ -80,11 +80,7 @@ class Stage:
             "group_id": self.group_id,
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.NACK_ON_ERROR,
-            # The value is decoded by `receive`, never by FastStream: its own JSON decoding
-            # raises on poison (a value nested too deep; invalid JSON sent as
-            # `content-type: application/json`) before any handler runs, and a handler that
-            # never runs cannot dead-letter the message, which then blocks its partition.
-            "decoder": undecoded,
+            "decoder": undecoded,  # values are decoded by the inbox, never by FastStream (see `inbox`)
             "session_timeout_ms": self.settings.kafka_session_timeout_ms,
             "heartbeat_interval_ms": self.settings.kafka_heartbeat_interval_ms,
         }
@@ -109,8 +105,8 @@ class Stage:
         claim = await self.claim(failed.run_id, fingerprint(value.hex()))
         if claim.claim is Claim.CONFLICT:
             return False
-        if claim.claim is not Claim.DONE:
-            await self._finish(failed, claim)
+        if claim.claim is not Claim.DONE and (stored := await self._record(failed, claim, None)) is not None:
+            await self.publish(stored)
         return True
 
     # -- handling ----------------------------------------------------------------------------
@@ -182,11 +178,6 @@ class Stage:
         except Fenced as fenced:
             log.warning("%s", fenced)  # another worker took the run over; its result stands
             return None
-
-    async def _finish(self, outgoing: Event, claim: ClaimResult) -> None:
-        stored = await self._record(outgoing, claim, None)
-        if stored is not None:
-            await self.publish(stored)
 
     async def claim(self, run_id: str, fp: str) -> ClaimResult:
         """This worker's claim on the run; waits while another live worker holds it (a
