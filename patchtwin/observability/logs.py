@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
@@ -18,6 +20,16 @@ from opentelemetry import trace
 RUN_ID: ContextVar[str | None] = ContextVar("patchtwin_run_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [run=%(run_id)s trace=%(trace_id)s]: %(message)s"
+
+
+@contextmanager
+def about_run(run_id: str | None) -> Iterator[None]:
+    """Names `run_id` in the log lines written inside (outside a handler, e.g. the relay)."""
+    token = RUN_ID.set(run_id)
+    try:
+        yield
+    finally:
+        RUN_ID.reset(token)
 
 
 class RunContextFilter(logging.Filter):

@@ -196,6 +196,12 @@ RUNS = _meter.create_counter("patchtwin.runs", description="Runs that got their 
 CHECK_RESULTS = _meter.create_counter(
     "patchtwin.check.results", description="Checks judged in verdicts, by family (type) and classification."
 )
+RELAY_ERRORS = _meter.create_counter(
+    "patchtwin.relay.errors", description="Outbox relay passes that failed (database or broker away), by stage."
+)
+LEASE_RENEWAL_ERRORS = _meter.create_counter(
+    "patchtwin.lease.renewal.errors", description="Lease renewals of a run that failed with an error, by stage."
+)
 TWIN_OPERATION_DURATION = _meter.create_histogram(
     "patchtwin.twin.operation.duration", unit="s", description="Docker twin operations, by operation and outcome."
 )

@@ -8,14 +8,15 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from patchtwin.core.outbox import OutboxRecord
 from patchtwin.core.stage import Stage
-from patchtwin.core.store import OutboxRecord
 from patchtwin.twins import DockerRuntime, Runtimes, TwinRuntime
 from patchtwin.twins.runtime import LABEL_CREATED, LABEL_EXPIRES, LABEL_RUN
-from schemas import Code, RunFailed, TwinReleased, VerdictIssued
+from schemas import Code, RunFailed, StageName, TwinReleased, VerdictIssued
 
 _DEADLINE_IDS = uuid.UUID("6f0c3e52-7a1d-4a8e-9a57-1d2f8b0c4e11")
-_STAGES = ("provisioner", "executor", "prober", "analyzer")
+#: The stages a run can be stuck in when the watchdog fails it (the janitor comes after the verdict).
+_STAGES = [stage.value for stage in StageName if stage is not StageName.JANITOR]
 
 log = logging.getLogger("patchtwin.janitor")
 
@@ -74,9 +75,9 @@ async def why_remove(
         "SELECT p.run_id IS NOT NULL AS known, v.run_id IS NOT NULL AS judged, "
         "coalesce((v.verdict->>'keep_twin')::boolean, false) AS keep "
         "FROM (SELECT $1::text AS run_id) r "
-        "LEFT JOIN provisioner_runs p ON p.run_id = r.run_id "
+        "LEFT JOIN stage_runs p ON p.stage = $2 AND p.run_id = r.run_id "
         "LEFT JOIN verdicts v ON v.run_id = r.run_id",
-        run_id,
+        run_id, StageName.PROVISIONER,
     )
     assert row is not None
     if row["judged"]:
@@ -93,9 +94,11 @@ async def watchdog(stage: Stage) -> list[str]:
     The event's id is derived from the run id and stored in the outbox before it is sent, so
     a janitor that runs this again (or a second janitor) never makes a different event."""
     overdue = await stage.pool.fetch(
-        "SELECT p.run_id, p.started_at, p.deadline_at FROM provisioner_runs p "
-        "WHERE p.deadline_at < now() AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.run_id = p.run_id) "
-        "ORDER BY p.deadline_at LIMIT 100"
+        "SELECT p.run_id, p.started_at, p.deadline_at FROM stage_runs p "
+        "WHERE p.stage = $1 AND p.deadline_at < now() "
+        "AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.run_id = p.run_id) "
+        "ORDER BY p.deadline_at LIMIT 100",
+        StageName.PROVISIONER,
     )
     failed = []
     for row in overdue:
@@ -103,8 +106,9 @@ async def watchdog(stage: Stage) -> list[str]:
         event_id = str(uuid.uuid5(_DEADLINE_IDS, run_id))
         if await stage.pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE event_id = $1)", event_id):
             continue  # already failed; the analyzer has it or the relay will send it
-        stuck = [name for name in _STAGES if await stage.pool.fetchval(
-            f"SELECT status = 'working' FROM {name}_runs WHERE run_id = $1", run_id)]
+        working = {r["stage"] for r in await stage.pool.fetch(
+            "SELECT stage FROM stage_runs WHERE run_id = $1 AND status = 'working'", run_id)}
+        stuck = [name for name in _STAGES if name in working]
         event = RunFailed(
             event_id=event_id,
             run_id=run_id,

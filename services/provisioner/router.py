@@ -5,8 +5,9 @@ from patchtwin.core.stage import Stage
 from patchtwin.twins import Runtimes
 from patchtwin.twins.capacity import TwinGate
 from patchtwin.twins.runtime import LABEL_RUN
-from schemas import Topic, TwinReady, TwinRequested
+from schemas import Code, Topic, TwinReady, TwinRequested
 from services.provisioner.logic import provision
+from services.provisioner.request import request_key, run_deadline_s, with_assigned_ids
 
 
 def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
@@ -20,7 +21,7 @@ def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
         title="twin.requested:provisioner",
     )
     async def on_twin_requested(message: KafkaMessage) -> None:
-        request = await stage.receive(message, TwinRequested)
+        request = await stage.receive(message, TwinRequested, prepare=with_assigned_ids)
         if request is None:
             return
 
@@ -28,9 +29,16 @@ def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
             async with gate.admit(request.run_id):
                 return await provision(request, runtimes.get(request.asset.runtime), stage.settings)
 
+        async def duplicate() -> None:
+            await stage.dead_letter(message, Code.DUPLICATE_RUN_ID,
+                                    f"run {request.run_id} already exists with another body; this request was not run")
+
         await stage.handle(
             request,
             admitted,
+            key=request_key(request),
+            on_conflict=duplicate,
+            deadline_s=run_deadline_s(request, stage.settings),
             context={"asset_id": request.asset.id, "patch_id": request.patch.id,
                      "keep_twin": request.keep_twin},
         )

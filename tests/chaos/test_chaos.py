@@ -28,6 +28,7 @@ from patchtwin.cli.embedded import EmbeddedStack
 from patchtwin.settings import Settings
 from patchtwin.twins import DockerRuntime
 from patchtwin.twins.images import base_ref
+from schemas.stages import StageName
 from tests.chaos.harness import Services
 from tests.clients import publish
 
@@ -37,7 +38,7 @@ RUNS = 30
 STALL_S = 30 + 20 + 30 + 10
 #: The most the verdicts are waited for in all, however steadily they come.
 _CAP_S = 300
-STAGE_TABLES = ("provisioner_runs", "executor_runs", "prober_runs", "analyzer_runs", "janitor_runs")
+STAGES = [stage.value for stage in StageName]
 
 
 def small_request(run_id: str, script: str = "sleep 1", timeout_s: float = 20) -> dict[str, Any]:
@@ -112,8 +113,9 @@ async def _diagnosis(settings: Settings, missing: set[str]) -> dict[str, Any]:
         return {}
     conn = await asyncpg.connect(settings.database_url)
     try:
-        progress = {run_id: {t: await conn.fetchval(f"SELECT status FROM {t} WHERE run_id = $1", run_id)
-                             for t in STAGE_TABLES} for run_id in sorted(missing)}
+        progress = {run_id: {stage: await conn.fetchval(
+            "SELECT status FROM stage_runs WHERE stage = $1 AND run_id = $2", stage, run_id)
+            for stage in STAGES} for run_id in sorted(missing)}
     finally:
         await conn.close()
     groups = {"provisioner": ["twin.requested"], "executor": ["twin.ready"], "prober": ["patch.applied"],
@@ -145,7 +147,8 @@ async def _not_yet_claimed(settings: Settings, run_id: str) -> bool:
     """True until the executor has taken the run on (its patch is starting or running)."""
     conn = await asyncpg.connect(settings.database_url)
     try:
-        return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM executor_runs WHERE run_id = $1)", run_id)
+        return not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM stage_runs WHERE stage = 'executor' AND run_id = $1)", run_id)
     finally:
         await conn.close()
 
@@ -158,11 +161,11 @@ async def _left_behind(settings: Settings, run_ids: list[str]) -> dict[str, Any]
         wrong: dict[str, Any] = {}
         if twins := [t["name"] for t in await runtime.list_ours()]:
             wrong["twins"] = twins
-        for table in STAGE_TABLES:
-            rows = await conn.fetch(f"SELECT run_id FROM {table} WHERE status = 'working' AND run_id = ANY($1)",
-                                    run_ids)
+        for stage in STAGES:
+            rows = await conn.fetch("SELECT run_id FROM stage_runs WHERE stage = $1 AND status = 'working' "
+                                    "AND run_id = ANY($2)", stage, run_ids)
             if rows:
-                wrong[f"{table} working"] = [r["run_id"] for r in rows]
+                wrong[f"{stage} working"] = [r["run_id"] for r in rows]
         unsent = await conn.fetch("SELECT event_id, topic FROM outbox WHERE published_at IS NULL AND run_id = ANY($1)",
                                   run_ids)
         if unsent:

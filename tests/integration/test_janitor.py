@@ -85,7 +85,8 @@ async def test_a_run_past_its_deadline_ends_in_one_error_verdict(pipeline: App, 
     await read_topic(settings, "twin.ready", match=keyed(run_id))
     assert pipeline.pool is not None
     await pipeline.pool.execute(
-        "UPDATE provisioner_runs SET deadline_at = now() - interval '1 second' WHERE run_id = $1", run_id)
+        "UPDATE stage_runs SET deadline_at = now() - interval '1 second' WHERE stage = 'provisioner' AND run_id = $1",
+        run_id)
 
     janitor = pipeline.stages["janitor"]
     assert await watchdog(janitor) == [run_id]
@@ -97,21 +98,22 @@ async def test_a_run_past_its_deadline_ends_in_one_error_verdict(pipeline: App, 
     assert "executor" in verdict["issues"][0]["message"]  # where it was stuck
     # The executor still ends its attempt: with PatchApplied if the patch finished first, or
     # with RunFailed if the janitor removed the finished run's twin under it first.
-    executor = await _ended(pipeline, "executor_runs", run_id)
+    executor = await _ended(pipeline, "executor", run_id)
     assert executor is not None and executor["status"] in ("done", "failed")
     assert await verdicts_of(settings, run_id, settle_s=3) == [verdict]
     if executor["status"] == "done":  # the prober gets the late PatchApplied and drops it
-        prober = await _ended(pipeline, "prober_runs", run_id)
+        prober = await _ended(pipeline, "prober", run_id)
         assert prober is not None and prober["status"] == "failed" and "abandoned" in prober["outcome"]
 
 
-async def _ended(pipeline: App, table: str, run_id: str, timeout_s: float = 60) -> Any:
+async def _ended(pipeline: App, stage: str, run_id: str, timeout_s: float = 60) -> Any:
     """The stage's row for the run once it is no longer working (None if it never ends)."""
     assert pipeline.pool is not None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         row = await pipeline.pool.fetchrow(
-            f"SELECT status, outcome FROM {table} WHERE run_id = $1 AND status <> 'working'", run_id)
+            "SELECT status, outcome FROM stage_runs WHERE stage = $1 AND run_id = $2 AND status <> 'working'",
+            stage, run_id)
         if row is not None:
             return row
         await asyncio.sleep(0.2)

@@ -42,7 +42,8 @@ async def test_a_stage_event_delivered_again_is_not_handled_again(pipeline: App,
     assert len(await read_topic(settings, "patch.applied", match=keyed(run_id), settle_s=4)) == 1
     assert await verdicts_of(settings, run_id, settle_s=0) == [verdict]
     assert pipeline.pool is not None
-    attempts = await pipeline.pool.fetchval("SELECT attempts FROM executor_runs WHERE run_id = $1", run_id)
+    attempts = await pipeline.pool.fetchval(
+        "SELECT attempts FROM stage_runs WHERE stage = 'executor' AND run_id = $1", run_id)
     assert attempts == 1
 
 
