@@ -6,7 +6,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from patchtwin.core.stage import Stage
 from patchtwin.twins import Runtimes
-from schemas import ChecksCompleted, Code, Event, RunFailed, Topic, VerdictIssued
+from schemas import ChecksCompleted, Code, Event, RunFailed, StageName, Topic, VerdictIssued
 from services.analyzer.logic import judge, judge_failure, store_verdict
 
 E = TypeVar("E", bound=Event)
@@ -50,7 +50,7 @@ def _safely(judge_fn: Callable[[E], VerdictIssued], event: E) -> Callable[[], Aw
         try:
             return judge_fn(event)
         except Exception as exc:
-            return judge_failure(RunFailed(run_id=event.run_id, stage="analyzer",
+            return judge_failure(RunFailed(run_id=event.run_id, stage=StageName.ANALYZER,
                                            code=Code.INTERNAL_ERROR, message=f"{type(exc).__name__}: {exc}"))
 
     return work

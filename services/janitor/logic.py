@@ -112,7 +112,7 @@ async def watchdog(stage: Stage) -> list[str]:
         event = RunFailed(
             event_id=event_id,
             run_id=run_id,
-            stage="janitor",
+            stage=StageName.JANITOR,
             code=Code.RUN_DEADLINE_EXCEEDED,
             message=f"no verdict by the run's deadline {row['deadline_at'].isoformat()} "
             f"(requested {row['started_at'].isoformat()}); still working: {', '.join(stuck) or 'none'}",
