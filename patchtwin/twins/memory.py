@@ -39,6 +39,7 @@ from typing import Any, Literal
 from patchtwin.exceptions import ImageUnavailable, RuntimeUnavailable, TwinLost, TwinStartFailed
 from patchtwin.twins.archives import CopiedOut, archive, read_archive
 from patchtwin.twins.runtime import (
+    DEFAULT_OUTPUT_CAP,
     LABEL_CREATED,
     LABEL_EXPIRES,
     LABEL_INSTANCE,
@@ -272,7 +273,7 @@ class MemoryRuntime:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
     ) -> ExecResult:
@@ -377,7 +378,7 @@ class MemoryRuntime:
         argv: Sequence[str],
         *,
         timeout_s: float,
-        output_cap: int = 1024 * 1024,
+        output_cap: int = DEFAULT_OUTPUT_CAP,
         user: str = "",
         grace_s: float = 5.0,
         files: Sequence[tuple[str, bytes, int]] = (),
