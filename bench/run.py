@@ -479,7 +479,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="patchtwin-bench-") as scratch:
         services = await asyncio.to_thread(Services.start, Path(scratch))
         spans = Spans()
-        docker = aiodocker.Docker()
+        # the floor is bare Docker on purpose (no runtime), on the engine the services use
+        docker = aiodocker.Docker(url=Settings().docker_url)
         collector = Collector(services.bootstrap)
         try:
             await collector.start()
