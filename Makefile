@@ -11,9 +11,11 @@ test: bootstrap lint
 	.venv/bin/python -m pytest -q -m "not compose"
 	$(MAKE) test-containers
 
-# The pipeline tests again, with the broker and PostgreSQL as containers (tests/containers.py).
+# The pipeline tests again, with the broker and PostgreSQL as containers (tests/containers.py):
+# the whole pipeline, its verdicts, redelivery and bad input.
 test-containers:
-	PATCHTWIN_TEST_BACKEND=containers .venv/bin/python -m pytest -q tests/integration/test_pipeline.py
+	PATCHTWIN_TEST_BACKEND=containers .venv/bin/python -m pytest -q tests/integration/test_pipeline.py \
+	  tests/integration/test_verdicts.py tests/integration/test_redelivery.py tests/integration/test_bad_input.py
 
 unit:
 	.venv/bin/python -m pytest -q tests/unit
