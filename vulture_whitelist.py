@@ -4,6 +4,7 @@ Each entry says why it is not dead. Anything else vulture reports is dead code: 
 
 from patchtwin.core.store import Ledger
 from patchtwin.observability.telemetry import RunIdMiddleware
+from patchtwin.settings import Settings
 from patchtwin.twins import docker, images, kubernetes, memory
 from patchtwin.twins.platforms import PackageManager
 from schemas.events import Event, Isolation, PackageChange, VerdictIssued
@@ -32,6 +33,8 @@ PackageManager.version_command
 PackageManager.parse_version
 StateDiff.empty
 
+# Not read by anything today, but an environment variable users may set; its description says so.
+Settings.twin_ttl_s
 
 # Fields of the wire format and of what the events carry: serialized, read by consumers.
 Event.schema_version

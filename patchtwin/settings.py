@@ -42,8 +42,8 @@ class Settings(BaseSettings):
     twin_pids: int = Field(default=1024, description="A twin's process limit.")
     twin_ttl_s: int = Field(
         default=24 * 3600,
-        description="The longest a twin may live: a request's `ttl_s` (default 24 h, at most 30 days) is "
-        "cut to this; the janitor removes a twin past its expiry, kept or not.",
+        description="Not read by anything today: a twin's lifetime is its request's `ttl_s` (default 24 h, "
+        "at most 30 days).",
     )
     readiness_timeout_s: float = Field(
         default=60.0, description="How long the asset's services may take to come up (else `TWIN_NOT_READY`)."

@@ -31,7 +31,7 @@ async def provision(request: TwinRequested, runtime: TwinRuntime, settings: Sett
         image = await ensure_asset_image(asset, base, runtime, settings.state_dir,
                                          timeout_s=settings.asset_build_timeout_s)
     twin = await runtime.create(
-        request.run_id, image.ref, limits=limits_for(request, settings), ttl_s=ttl_for(request, settings),
+        request.run_id, image.ref, limits=limits_for(request, settings), ttl_s=request.ttl_s,
         hardening=hardening_for(request, settings), asset=request.asset,
     )
     ready = await wait_ready(runtime, twin, asset, settings.readiness_timeout_s)
@@ -87,11 +87,6 @@ async def resolve_twin_image(request: TwinRequested, runtime: TwinRuntime, setti
         return asset.image
     return await resolve_base(asset.platform, runtime, settings.state_dir, build=settings.build_missing_bases,
                               pull_timeout_s=settings.image_pull_timeout_s)
-
-
-def ttl_for(request: TwinRequested, settings: Settings) -> int:
-    """The twin's lifetime: what the request asks, never more than the operator allows."""
-    return min(request.ttl_s, settings.twin_ttl_s)
 
 
 def limits_for(request: TwinRequested, settings: Settings) -> TwinLimits:

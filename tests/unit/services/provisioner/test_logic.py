@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from patchtwin.settings import Settings
 from patchtwin.twins import DEFAULT_CAPABILITIES
 from schemas import TwinRequested
-from services.provisioner.logic import hardening_for, ttl_for
+from services.provisioner.logic import hardening_for
 
 
 def _request(isolation: dict[str, Any] | None = None) -> TwinRequested:
@@ -52,14 +52,3 @@ def test_each_relaxation_is_applied_and_named() -> None:
 def test_relaxations_that_reach_past_the_twin_are_refused(isolation: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         _request(isolation)
-
-
-def test_a_twin_lives_as_long_as_its_request_asks_but_never_past_the_operators_limit() -> None:
-    asking_a_week = TwinRequested.model_validate(
-        {"asset": {"id": "web-01", "platform": {"os": "debian", "version": "12"}},
-         "patch": {"id": "P", "script": "true"}, "ttl_s": 7 * 24 * 3600})
-
-    assert ttl_for(_request(), Settings()) == 24 * 3600
-    assert ttl_for(asking_a_week, Settings()) == 24 * 3600
-    assert ttl_for(asking_a_week, Settings(twin_ttl_s=30 * 24 * 3600)) == 7 * 24 * 3600
-    assert ttl_for(_request(), Settings(twin_ttl_s=600)) == 600
