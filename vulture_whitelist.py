@@ -33,8 +33,6 @@ PackageManager.version_command
 PackageManager.parse_version
 StateDiff.empty
 
-# Not read by anything today, but an environment variable users may set; its description says so.
-Settings.twin_ttl_s
 
 # Fields of the wire format and of what the events carry: serialized, read by consumers.
 Event.schema_version

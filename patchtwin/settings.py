@@ -40,11 +40,6 @@ class Settings(BaseSettings):
     twin_cpus: float = Field(default=2.0, description="A twin's CPUs, unless the asset says otherwise.")
     twin_memory_mb: int = Field(default=4096, description="A twin's memory (and memory + swap), MiB.")
     twin_pids: int = Field(default=1024, description="A twin's process limit.")
-    twin_ttl_s: int = Field(
-        default=24 * 3600,
-        description="Not read by anything today: a twin's lifetime is its request's `ttl_s` (default 24 h, "
-        "at most 30 days).",
-    )
     readiness_timeout_s: float = Field(
         default=60.0, description="How long the asset's services may take to come up (else `TWIN_NOT_READY`)."
     )

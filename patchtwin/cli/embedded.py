@@ -18,7 +18,7 @@ from typing import Any
 from patchtwin.settings import Settings
 from patchtwin.twins.docker import DockerRuntime
 
-log = logging.getLogger("patchtwin.cli.embedded")
+log = logging.getLogger("patchtwin.embedded")
 
 
 def free_port() -> int:

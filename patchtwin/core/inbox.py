@@ -23,7 +23,7 @@ from schemas.events import Event, RunFailed
 from schemas.topics import Topic
 
 E = TypeVar("E", bound=Event)
-log = logging.getLogger("patchtwin.core.inbox")
+log = logging.getLogger("patchtwin.stage")
 
 #: A stage's own step between JSON and validation (the provisioner assigns ids to a request
 #: without them): the decoded object and the raw value in, the object to validate out.

@@ -28,7 +28,7 @@ from patchtwin.observability.logs import about_run
 from schemas.events import Event
 from schemas.topics import Topic
 
-log = logging.getLogger("patchtwin.core.ledger")
+log = logging.getLogger("patchtwin.stage")
 
 
 def fingerprint(payload: Any) -> str:

@@ -22,7 +22,7 @@ from patchtwin.observability.telemetry import current_traceparent
 from patchtwin.settings import Settings
 from schemas.events import Event
 
-log = logging.getLogger("patchtwin.core.outbox")
+log = logging.getLogger("patchtwin.stage")
 
 #: For writes whose loss in a database crash is harmless, the commit does not wait for the
 #: disk (one fsync less on every Kafka hop): a lost "published" mark makes the relay publish

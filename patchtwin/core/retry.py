@@ -25,7 +25,7 @@ from patchtwin.exceptions import PatchtwinError
 from patchtwin.settings import Settings
 
 T = TypeVar("T")
-log = logging.getLogger("patchtwin.core.retry")
+log = logging.getLogger("patchtwin.retry")
 
 #: Database failures that say "not now" rather than "never": the connection (class 08), the
 #: server shutting down or starting (57P), too many connections, and lost races that

@@ -38,7 +38,7 @@ from schemas.stages import BEFORE_THE_VERDICT
 from schemas.topics import Topic
 
 E = TypeVar("E", bound=Event)
-log = logging.getLogger("patchtwin.core.stage")
+log = logging.getLogger("patchtwin.stage")
 
 
 def now() -> datetime:

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from schemas.stages import StageName
 
-log = logging.getLogger("patchtwin.observability.http")
+log = logging.getLogger("patchtwin.http")
 
 Check = Callable[[], Awaitable[bool]]
 

@@ -23,7 +23,7 @@ from patchtwin.twins import DockerRuntime
 from patchtwin.twins.docker import LABEL_RUN
 from patchtwin.twins.runtime import TwinRuntime
 
-log = logging.getLogger("patchtwin.observability.samplers")
+log = logging.getLogger("patchtwin.samplers")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from patchtwin.twins.platforms import lookup
 from patchtwin.twins.runtime import TwinRuntime
 from schemas.asset import Asset
 
-log = logging.getLogger("patchtwin.twins.asset_images")
+log = logging.getLogger("patchtwin.asset_images")
 
 REPOSITORY = "patchtwin/asset"
 LABEL_ASSET = "io.patchtwin.asset-fingerprint"

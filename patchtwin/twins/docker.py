@@ -68,7 +68,7 @@ __all__ = [
     "twin_name",
 ]
 
-log = logging.getLogger("patchtwin.twins.docker")
+log = logging.getLogger("patchtwin.docker")
 
 LABEL_NETWORK = "io.patchtwin.network"
 

@@ -30,7 +30,7 @@ from patchtwin.twins.platforms import (
 from patchtwin.twins.runtime import TwinRuntime
 from schemas.asset import Platform
 
-log = logging.getLogger("patchtwin.twins.images")
+log = logging.getLogger("patchtwin.images")
 
 DEBIAN_RELEASES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
 #: What every base gets beyond minbase: the tools the probe and service managers use.

@@ -7,7 +7,7 @@ import logging
 
 from schemas.state import ServiceState
 
-log = logging.getLogger("patchtwin.twins.service_states")
+log = logging.getLogger("patchtwin.platforms")
 
 SYSTEMD_STATES = {"active": "running", "reloading": "running", "inactive": "stopped",
                   "deactivating": "stopped", "failed": "failed", "activating": "unknown"}

@@ -31,7 +31,7 @@ from schemas.state import (
     ValueChange,
 )
 
-log = logging.getLogger("patchtwin.twins.snapshot")
+log = logging.getLogger("patchtwin.snapshot")
 
 PROTOCOLS: dict[str, Literal["tcp", "tcp6", "udp", "udp6"]] = {p: p for p in ("tcp", "tcp6", "udp", "udp6")}
 

@@ -93,7 +93,7 @@ async def test_the_relay_logs_and_counts_a_database_outage_and_recovers(
         await conn.execute("UPDATE outbox SET created_at = now() - interval '1 minute'")
     await database.stop()
 
-    caplog.set_level(logging.WARNING, "patchtwin.core.outbox")
+    caplog.set_level(logging.WARNING, "patchtwin.stage")
     outbox.start_relay(interval_s=0.2)
     try:
         await until(lambda: counted("patchtwin_relay_errors_total", stage) >= 2, 30)
@@ -114,7 +114,7 @@ async def test_a_lease_renewal_that_fails_is_logged_with_its_run_and_counted(
     ledger = Ledger(database.pool, stage)
     run_id = new_run_id("lease")
     await ledger.claim(run_id, "fp", owner="a", lease_s=0.3)
-    caplog.set_level(logging.WARNING, "patchtwin.core.ledger")
+    caplog.set_level(logging.WARNING, "patchtwin.stage")
 
     async with ledger.leased(run_id, 1, 0.3):
         await database.stop()
