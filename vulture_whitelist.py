@@ -4,7 +4,6 @@ Each entry says why it is not dead. Anything else vulture reports is dead code: 
 
 from patchtwin.core.store import Ledger
 from patchtwin.observability.telemetry import RunIdMiddleware
-from patchtwin.settings import Settings
 from patchtwin.twins import docker, images, kubernetes, memory
 from patchtwin.twins.platforms import PackageManager
 from schemas.events import Event, Isolation, PackageChange, VerdictIssued

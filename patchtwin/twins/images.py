@@ -172,13 +172,24 @@ async def _run(*argv: str) -> None:
 
 
 async def tar_stream(root: str) -> AsyncIterator[bytes]:
-    """A folder as a tar stream (GNU tar: owners, modes, device nodes and links as they are)."""
+    """A folder as a tar stream (GNU tar: owners, modes, device nodes and links as they are).
+
+    Its warnings are read beside the stream (a full pipe would stall tar), and tar is killed
+    and reaped when the reader stops early (an import that failed half way)."""
     process = await asyncio.create_subprocess_exec(
         "tar", "-C", root, "-c", ".", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None and process.stderr is not None
-    while chunk := await process.stdout.read(1024 * 1024):
-        yield chunk
-    errors = await process.stderr.read()
-    if await process.wait() != 0:
-        raise ImageUnavailable(f"tar of {root} failed: {errors.decode(errors='replace')[-800:]}")
+    warnings = asyncio.ensure_future(process.stderr.read())
+    try:
+        while chunk := await process.stdout.read(1024 * 1024):
+            yield chunk
+        if await process.wait() != 0:
+            errors = await warnings
+            raise ImageUnavailable(f"tar of {root} failed: {errors.decode(errors='replace')[-800:]}")
+    finally:
+        if process.returncode is None:
+            log.warning("tar of %s stopped before its end: its reader gave up", root)
+            process.kill()
+            await process.wait()
+        warnings.cancel()
