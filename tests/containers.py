@@ -80,11 +80,14 @@ def ensure_image(name: str, sources: dict[str, Path], buildargs: dict[str, str] 
         tag = f"patchtwin/{name}:{_fingerprint(context, buildargs)}"
         client = DockerClient()
         try:
-            client.client.images.get(tag)
-            return tag
-        except ImageNotFound:
-            log.info("building %s (once; kept by its tag)", tag)
-        _build_network(client)
+            try:
+                client.client.images.get(tag)
+                return tag
+            except ImageNotFound:
+                log.info("building %s (once; kept by its tag)", tag)
+            _build_network(client)
+        finally:
+            client.client.close()
         DockerImage(context, tag=tag, clean_up=False, network_mode=BUILD_NETWORK, buildargs=buildargs,
                     forcerm=True).build()
         return tag

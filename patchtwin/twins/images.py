@@ -13,7 +13,7 @@ import fcntl
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 from patchtwin.exceptions import ImageUnavailable, PatchtwinError
@@ -171,7 +171,7 @@ async def _run(*argv: str) -> None:
         )
 
 
-async def tar_stream(root: str) -> AsyncIterator[bytes]:
+async def tar_stream(root: str) -> AsyncGenerator[bytes, None]:
     """A folder as a tar stream (GNU tar: owners, modes, device nodes and links as they are).
 
     Its warnings are read beside the stream (a full pipe would stall tar), and tar is killed
