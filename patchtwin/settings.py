@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     package_fetch_timeout_s: float = Field(
         default=300.0, description="How long the helper container may take to download a patch's packages."
     )
+    package_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        description="The `.deb` files one patch's `packages` download, in all (a kernel with its modules is "
+        "about 100 MB); more ends the run with `PATCH_INPUT_UNAVAILABLE`.",
+    )
     # confinement of every twin (docs/isolation.md); an asset may relax some, never these
     twin_runtime: str | None = Field(
         default=None,

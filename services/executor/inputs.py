@@ -138,7 +138,7 @@ async def fetch_packages(
     timeout_s = settings.package_fetch_timeout_s
     try:
         result = await runtime.run_helper(run_id, helper, timeout_s=timeout_s, ttl_s=int(timeout_s) + 60,
-                                          max_bytes=settings.artifact_max_bytes)
+                                          max_bytes=settings.package_max_bytes)
     except TimeoutError as exc:
         raise PatchInputUnavailable(f"packages {specs}: not downloaded within {timeout_s:g}s") from exc
     except TwinError as exc:
@@ -147,7 +147,8 @@ async def fetch_packages(
         raise PatchInputUnavailable(
             f"packages {specs}: could not be downloaded for {image}: {result.logs.strip()[-800:]}")
     if result.collected.truncated:
-        raise PatchInputUnavailable(f"packages {specs}: over {settings.artifact_max_bytes} bytes in all")
+        raise PatchInputUnavailable(f"packages {specs}: over {settings.package_max_bytes} bytes in all "
+                                    "(PATCHTWIN_PACKAGE_MAX_BYTES), or not a readable archive")
     return [Fetched(f"/opt/patchtwin/debs/{path.rsplit('/', 1)[1]}", content, 0o644, specs)
             for path, content in sorted(result.collected.files.items())
             if path.endswith(".deb") and path.count("/") == 1]

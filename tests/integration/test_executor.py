@@ -14,9 +14,11 @@ import asyncpg
 import pytest
 
 from patchtwin.cli.app import App
+from patchtwin.exceptions import PatchInputUnavailable
 from patchtwin.settings import Settings
 from patchtwin.twins import DockerRuntime
 from patchtwin.twins.images import base_ref
+from services.executor.inputs import fetch_packages
 from tests.clients import keyed, new_run_id, publish, read_topic, serving, verdicts_of
 
 
@@ -213,6 +215,15 @@ async def test_a_package_version_not_in_the_repositories_is_an_input_error(
     assert verdict["status"] == "error"
     assert codes(verdict["issues"]) == ["PATCH_INPUT_UNAVAILABLE"]
     assert "hello=9.9-9" in verdict["issues"][0]["message"]
+
+
+async def test_packages_over_their_limit_in_all_are_an_input_error(runtime: DockerRuntime, settings: Settings) -> None:
+    small = settings.model_copy(update={"package_max_bytes": 1000})  # hello's .deb is about 50 kB
+
+    with pytest.raises(PatchInputUnavailable) as refused:
+        await fetch_packages({"hello": "2.10-3"}, base_ref("12"), new_run_id("pkgcap"), runtime, small)
+
+    assert "over 1000 bytes in all (PATCHTWIN_PACKAGE_MAX_BYTES)" in refused.value.message
 
 
 @pytest.fixture
