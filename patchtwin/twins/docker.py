@@ -26,7 +26,7 @@ from patchtwin.exceptions import ImageUnavailable, TwinLost, TwinStartFailed
 from patchtwin.observability.telemetry import traced_twin_op
 from patchtwin.twins import docker_images
 from patchtwin.twins.archives import CopiedOut, archive, read_archive
-from patchtwin.twins.docker_config import helper_config, host_config, labels, network_name, twin_name
+from patchtwin.twins.docker_config import LABEL_NETWORK, helper_config, host_config, network_name
 from patchtwin.twins.docker_errors import engine_error, engine_errors
 from patchtwin.twins.runtime import (
     DEFAULT_CAPABILITIES,
@@ -46,7 +46,9 @@ from patchtwin.twins.runtime import (
     Helper,
     HelperResult,
     TwinLimits,
+    labels,
     parse_status,
+    twin_name,
 )
 from schemas.asset import Asset
 from schemas.events import TwinRef
@@ -70,7 +72,6 @@ __all__ = [
 
 log = logging.getLogger("patchtwin.docker")
 
-LABEL_NETWORK = "io.patchtwin.network"
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,9 @@ twins and for helpers alike (one hardening, loosened for a helper only where it 
 
 from __future__ import annotations
 
-import hashlib
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from patchtwin.twins.runtime import (
-    LABEL_CREATED,
-    LABEL_EXPIRES,
-    LABEL_INSTANCE,
-    LABEL_OWNER,
-    LABEL_RUN,
-    Hardening,
-    Helper,
-    TwinLimits,
-)
+from patchtwin.twins.runtime import Hardening, Helper, TwinLimits
 
 LABEL_NETWORK = "io.patchtwin.network"
 #: What the engine makes read-only by default (moby's oci defaults); setting the list replaces it.
@@ -63,26 +51,6 @@ def host_config(limits: TwinLimits, hardening: Hardening, network: str = "none")
 
 def network_name(twin: str) -> str:
     return f"{twin}-net"
-
-
-def twin_name(run_id: str, instance: str = "default") -> str:
-    """A valid container name for a run id, distinct per instance (so one stack never
-    replaces another stack's twin of a run with the same id)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
-    digest = hashlib.sha256(f"{instance}\0{run_id}".encode()).hexdigest()[:8]
-    return f"patchtwin-{safe}-{digest}"
-
-
-def labels(run_id: str, *, owner: str, instance: str, ttl_s: int) -> dict[str, str]:
-    """The labels the janitor finds a container by after any crash: run, owner, instance, expiry."""
-    created = datetime.now(UTC)
-    return {
-        LABEL_RUN: run_id,
-        LABEL_OWNER: owner,
-        LABEL_INSTANCE: instance,
-        LABEL_CREATED: created.isoformat(),
-        LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat(),
-    }
 
 
 LABEL_ROLE = "io.patchtwin.role"

@@ -35,7 +35,7 @@ from patchtwin.exceptions import (
 )
 from patchtwin.settings import Settings
 from patchtwin.twins import k8s_clone, k8s_manifests
-from patchtwin.twins.archives import CopiedOut, archive, read_archive
+from patchtwin.twins.archives import CopiedOut, archive
 from patchtwin.twins.runtime import (
     DEFAULT_OUTPUT_CAP,
     DEFAULT_READ_LIMIT,
@@ -50,6 +50,7 @@ from patchtwin.twins.runtime import (
     Helper,
     HelperResult,
     TwinLimits,
+    copy_out_with_exec,
     supervise_with_exec,
 )
 from schemas.asset import Asset, KubernetesOptions
@@ -429,18 +430,8 @@ class KubernetesRuntime:
                                          grace_s=grace_s, files=files)
 
     async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = DEFAULT_READ_LIMIT) -> CopiedOut:
-        """Files at `path` (a file or a folder) as a tar over exec stdout, named like Docker's
-        archive (from the path's last component) and read as hostile (`read_archive`); a path
-        that is not there gives no files."""
-        clean = posixpath.normpath("/" + path)
-        parent, base = posixpath.split(clean)
-        script = 'cd "$1" 2>/dev/null && [ -e "$2" ] || exit 0; exec tar -c -f - -- "$2"'
-        result = await self.exec(twin, ["sh", "-c", script, "sh", parent, base or "."], timeout_s=60,
-                                 output_cap=max_bytes + 1024 * 1024)
-        if not result.stdout_bytes:
-            return CopiedOut(files={}, refused=[], truncated=False)
-        copied = read_archive(result.stdout, max_bytes=max_bytes)
-        return CopiedOut(copied.files, copied.refused, copied.truncated or result.truncated)
+        """Files at `path` as a tar over exec stdout (`copy_out_with_exec`)."""
+        return await copy_out_with_exec(self.exec, twin, path, max_bytes=max_bytes)
 
     # -- teardown and listing --------------------------------------------------------------
 

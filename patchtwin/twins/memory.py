@@ -22,26 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import logging
 import os
-import posixpath
-import re
 import shutil
 import signal
 import tempfile
 import time
 from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from patchtwin.exceptions import ImageUnavailable, RuntimeUnavailable, TwinLost, TwinStartFailed
-from patchtwin.twins.archives import CopiedOut, archive, read_archive
+from patchtwin.twins.archives import CopiedOut, archive
 from patchtwin.twins.runtime import (
     DEFAULT_OUTPUT_CAP,
-    LABEL_CREATED,
-    LABEL_EXPIRES,
+    DEFAULT_READ_LIMIT,
     LABEL_INSTANCE,
     LABEL_OWNER,
     LABEL_RUN,
@@ -51,10 +47,15 @@ from patchtwin.twins.runtime import (
     Helper,
     HelperResult,
     TwinLimits,
+    copy_out_with_exec,
+    labels,
     supervise_with_exec,
+    twin_name,
 )
 from schemas.asset import Asset
 from schemas.events import TwinRef
+
+log = logging.getLogger("patchtwin.memory")
 
 #: What a program in the twin finds on PATH, as in the Debian images.
 TWIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -184,12 +185,6 @@ class MemoryEngine:
         return True
 
 
-def twin_name(run_id: str, instance: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
-    digest = hashlib.sha256(f"{instance}\0{run_id}".encode()).hexdigest()[:8]
-    return f"memtwin-{safe}-{digest}"
-
-
 class MemoryRuntime:
     """The in-memory test double of a twin runtime (see the module docstring).
 
@@ -242,7 +237,7 @@ class MemoryRuntime:
         found = self.engine.images.get(image)
         if found is None:
             raise ImageUnavailable(f"image {image!r} is not registered in this in-memory engine")
-        name = twin_name(run_id, self.instance)
+        name = twin_name(run_id, self.instance, prefix="memtwin")
         if not keep_existing:
             await self.destroy(name)
         root = Path(tempfile.mkdtemp(prefix=f"{name}-"))
@@ -258,13 +253,10 @@ class MemoryRuntime:
         except TwinStartFailed:
             shutil.rmtree(root, ignore_errors=True)
             raise
-        created = datetime.now(UTC)
-        labels = {LABEL_RUN: run_id, LABEL_OWNER: self.owner, LABEL_INSTANCE: self.instance,
-                  LABEL_CREATED: created.isoformat(),
-                  LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat()}
+        twin_labels = labels(run_id, owner=self.owner, instance=self.instance, ttl_s=ttl_s)
         ref = TwinRef(runtime=self._stands_in_for, id=f"{pid}-{root.name}", name=name, image=image,
                       isolation=(hardening or Hardening()).report(limits))
-        self.engine.twins[name] = MemoryTwin(ref=ref, labels=labels, root=root, holder=holder, pid=pid)
+        self.engine.twins[name] = MemoryTwin(ref=ref, labels=twin_labels, root=root, holder=holder, pid=pid)
         return ref
 
     async def exec(
@@ -351,26 +343,19 @@ class MemoryRuntime:
             raise TwinLost(f"cannot copy files into the twin: exit {result.exit_code}: "
                            f"{result.stderr.decode(errors='replace')[:300]}")
 
-    async def read_file(self, twin: TwinRef | str, path: str, limit: int = 1024 * 1024) -> bytes | None:
+    async def read_file(self, twin: TwinRef | str, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
         """A regular file's content (at most `limit` bytes), or None when it is not there or
         not a regular file (a symlink in its place is not followed)."""
         try:
             copied = await self.copy_out(twin, path, max_bytes=limit)
-        except TwinLost:
+        except TwinLost as exc:
+            log.info("%s not read: %s", path, exc)
             return None
         return next(iter(copied.files.values())) if len(copied.files) == 1 else None
 
-    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = 1024 * 1024) -> CopiedOut:
-        """Files at `path` (a file or a folder) as a tar made inside the twin, named like
-        Docker's archive and read as hostile (`read_archive`)."""
-        parent, base = posixpath.split(posixpath.normpath("/" + path))
-        script = 'cd "$1" 2>/dev/null && [ -e "$2" ] || exit 0; exec tar -c -f - -- "$2"'
-        result = await self._run(twin, ["sh", "-c", script, "sh", parent, base or "."], timeout_s=60,
-                                 output_cap=max_bytes + 1024 * 1024)
-        if not result.stdout_bytes:
-            return CopiedOut(files={}, refused=[], truncated=False)
-        copied = read_archive(result.stdout, max_bytes=max_bytes)
-        return CopiedOut(copied.files, copied.refused, copied.truncated or result.truncated)
+    async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = DEFAULT_READ_LIMIT) -> CopiedOut:
+        """Files at `path` as a tar made inside the twin (`copy_out_with_exec`)."""
+        return await copy_out_with_exec(self._run, twin, path, max_bytes=max_bytes)
 
     async def run_supervised(
         self,

@@ -6,15 +6,19 @@ DockerRuntime is the reference implementation; a runtime is picked per request
 
 from __future__ import annotations
 
+import hashlib
 import json
+import posixpath
+import re
 import uuid
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
 from patchtwin.settings import Settings
-from patchtwin.twins.archives import CopiedOut
+from patchtwin.twins.archives import CopiedOut, read_archive
 from schemas.asset import Asset
 from schemas.events import Isolation, TwinRef
 
@@ -158,6 +162,44 @@ def parse_status(raw: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return status if isinstance(status, dict) else None
+
+
+def twin_name(run_id: str, instance: str = "default", *, prefix: str = "patchtwin") -> str:
+    """A valid container name for a run id, distinct per instance (so one stack never
+    replaces another stack's twin of a run with the same id)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80]
+    digest = hashlib.sha256(f"{instance}\0{run_id}".encode()).hexdigest()[:8]
+    return f"{prefix}-{safe}-{digest}"
+
+
+def labels(run_id: str, *, owner: str, instance: str, ttl_s: int) -> dict[str, str]:
+    """The labels the janitor finds a container by after any crash: run, owner, instance, expiry."""
+    created = datetime.now(UTC)
+    return {
+        LABEL_RUN: run_id,
+        LABEL_OWNER: owner,
+        LABEL_INSTANCE: instance,
+        LABEL_CREATED: created.isoformat(),
+        LABEL_EXPIRES: (created + timedelta(seconds=ttl_s)).isoformat(),
+    }
+
+
+#: A runtime's own exec, for the helpers below that build an operation out of it.
+ExecFn = Callable[..., Awaitable["ExecResult"]]
+
+
+async def copy_out_with_exec(exec_fn: ExecFn, twin: TwinRef | str, path: str, *, max_bytes: int) -> CopiedOut:
+    """`copy_out` for a runtime that has only exec: the files at `path` (a file or a folder) as
+    a tar made inside the twin, named like Docker's archive (from the path's last component)
+    and read as hostile (`read_archive`); a path that is not there gives no files."""
+    parent, base = posixpath.split(posixpath.normpath("/" + path))
+    script = 'cd "$1" 2>/dev/null && [ -e "$2" ] || exit 0; exec tar -c -f - -- "$2"'
+    result = await exec_fn(twin, ["sh", "-c", script, "sh", parent, base or "."], timeout_s=60,
+                           output_cap=max_bytes + 1024 * 1024)
+    if not result.stdout_bytes:
+        return CopiedOut(files={}, refused=[], truncated=False)
+    copied = read_archive(result.stdout, max_bytes=max_bytes)
+    return CopiedOut(copied.files, copied.refused, copied.truncated or result.truncated)
 
 
 async def supervise_with_exec(

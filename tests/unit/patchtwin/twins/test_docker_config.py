@@ -3,8 +3,8 @@ download needs it (a network, the engine's resolvers, its cache volume)."""
 
 from __future__ import annotations
 
-from patchtwin.twins.docker_config import HELPER_HARDENING, HELPER_LIMITS, helper_config, host_config, labels
-from patchtwin.twins.runtime import LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, Helper
+from patchtwin.twins.docker_config import HELPER_HARDENING, HELPER_LIMITS, helper_config, host_config
+from patchtwin.twins.runtime import LABEL_EXPIRES, LABEL_INSTANCE, LABEL_OWNER, LABEL_RUN, Helper, labels
 
 HELPER = Helper(role="package-fetcher", image="patchtwin/debian:12", argv=("sh", "-c", "true"),
                 collect="/var/cache/apt/archives", caches=(("patchtwin-apt-lists-x", "/var/lib/apt/lists"),))
