@@ -10,6 +10,7 @@ demo: bootstrap
 test: bootstrap lint
 	.venv/bin/python -m pytest -q -m "not compose"
 	$(MAKE) test-containers
+	$(MAKE) test-compose
 
 # The pipeline tests again, with the broker and PostgreSQL as containers (tests/containers.py):
 # the whole pipeline, its verdicts, redelivery and bad input.

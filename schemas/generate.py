@@ -1,7 +1,7 @@
 """Writes the JSON Schema of every event to schemas/json/ (`python -m schemas.generate`).
 
 The AsyncAPI document (schemas/asyncapi.json) needs the services' routers, which this package
-never imports: `patchtwin schemas` (patchtwin.cli.asyncapi) writes both."""
+never imports: `python -m patchtwin.cli.asyncapi` writes both."""
 
 from __future__ import annotations
 

@@ -33,6 +33,11 @@ def make_broker(settings: Settings, *, client_id: str = "patchtwin") -> KafkaBro
     )
 
 
+def source_of(stage: str) -> str:
+    """A stage's CloudEvents `ce_source` (and the outbox's `source` column): `patchtwin/<stage>`."""
+    return f"patchtwin/{stage}"
+
+
 def cloudevent_headers(
     *, event_id: str, ce_type: str, source: str, run_id: str, time: datetime | None = None
 ) -> dict[str, str]:

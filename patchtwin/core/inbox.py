@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
-from patchtwin.core.bus import Undecodable, parse_value, validate_event
+from patchtwin.core.bus import Undecodable, parse_value, source_of, validate_event
 from patchtwin.core.retry import retrying
 from patchtwin.settings import Settings
 from schemas.codes import Code
@@ -43,7 +43,7 @@ class Inbox:
 
     def __init__(self, stage: str, *, broker: KafkaBroker, settings: Settings) -> None:
         self.stage = stage
-        self.source = f"patchtwin/{stage}"
+        self.source = source_of(stage)
         self.broker = broker
         self.settings = settings
 

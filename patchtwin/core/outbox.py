@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 from faststream.kafka import KafkaBroker
 
-from patchtwin.core.bus import cloudevent_headers
+from patchtwin.core.bus import cloudevent_headers, source_of
 from patchtwin.observability import telemetry
 from patchtwin.observability.logs import about_run
 from patchtwin.observability.telemetry import current_traceparent
@@ -103,7 +103,7 @@ class Outbox:
 
     def __init__(self, stage: str, *, pool: asyncpg.Pool, broker: KafkaBroker, settings: Settings) -> None:
         self.stage = stage
-        self.source = f"patchtwin/{stage}"
+        self.source = source_of(stage)
         self.pool = pool
         self.broker = broker
         self.settings = settings

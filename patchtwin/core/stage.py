@@ -24,7 +24,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 
-from patchtwin.core.bus import Undecodable
+from patchtwin.core.bus import Undecodable, source_of
 from patchtwin.core.inbox import Inbox, Prepare, undecoded
 from patchtwin.core.ledger import Claim, ClaimResult, Fenced, Ledger, fingerprint
 from patchtwin.core.outbox import Outbox, OutboxRecord
@@ -52,7 +52,7 @@ class Stage:
         self, name: str, *, pool: asyncpg.Pool, broker: KafkaBroker, settings: Settings
     ) -> None:
         self.name = name
-        self.source = f"patchtwin/{name}"
+        self.source = source_of(name)
         # a topic prefix makes another deployment on the same cluster: its own consumer groups too
         self.group_id = f"{settings.topic_prefix}patchtwin-{name}"
         self.pool = pool

@@ -1,4 +1,4 @@
-"""Twin runtimes behind one interface (`base.TwinRuntime`); Docker is the default."""
+"""Twin runtimes behind one interface (`runtime.TwinRuntime`); Docker is the default."""
 
 from patchtwin.twins.archives import CopiedOut
 from patchtwin.twins.docker import DockerRuntime, twin_name

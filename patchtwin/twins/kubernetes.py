@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import posixpath
 import shlex
 import tarfile
@@ -55,6 +56,8 @@ from patchtwin.twins.runtime import (
 )
 from schemas.asset import Asset, KubernetesOptions
 from schemas.events import CloneSummary, TwinRef
+
+log = logging.getLogger("patchtwin.kubernetes")
 
 #: Every (API group, resource, verb) this runtime calls, and nothing else. The RBAC in
 #: deploy/kubernetes/ grants exactly this (a unit test compares them), and the fake API
@@ -139,7 +142,8 @@ class KubernetesRuntime:
         try:
             await client.VersionApi((await self._clients())[0]).get_code()
             return True
-        except Exception:
+        except Exception as exc:
+            log.info("kubernetes API does not answer: %s", exc)
             return False
 
     async def image_exists(self, image: str) -> bool:

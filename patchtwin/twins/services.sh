@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # patchtwin service library: evaluated inside a twin by bash (readiness and snapshots).
 # One state vocabulary whatever runs a service; Python maps (manager, exit code, output)
-# to running / stopped / failed / unknown (patchtwin.twins.platforms.service_state).
+# to running / stopped / failed / unknown (patchtwin.twins.service_states.service_state).
 set +e
 export LC_ALL=C
 pt_b64() { printf '%s' "$1" | head -c 500 | base64 -w0; }

@@ -1,3 +1,4 @@
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -10,6 +11,7 @@ from schemas import ChecksCompleted, Code, Event, RunFailed, StageName, Topic, V
 from services.analyzer.logic import judge, judge_failure, store_verdict
 
 E = TypeVar("E", bound=Event)
+log = logging.getLogger("patchtwin.analyzer")
 
 
 def build_router(stage: Stage, runtimes: Runtimes) -> KafkaRouter:
@@ -50,6 +52,7 @@ def _safely(judge_fn: Callable[[E], VerdictIssued], event: E) -> Callable[[], Aw
         try:
             return judge_fn(event)
         except Exception as exc:
+            log.exception("analyzer: judging run %s failed; it gets an error verdict", event.run_id)
             return judge_failure(RunFailed(run_id=event.run_id, stage=StageName.ANALYZER,
                                            code=Code.INTERNAL_ERROR, message=f"{type(exc).__name__}: {exc}"))
 

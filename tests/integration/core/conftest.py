@@ -9,9 +9,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from faststream.kafka import KafkaBroker
 
 from patchtwin.cli.embedded import EmbeddedStack
 from patchtwin.core import store
+from patchtwin.core.bus import make_broker
+from patchtwin.observability import telemetry
+from patchtwin.settings import Settings
 
 
 @pytest.fixture
@@ -37,3 +41,15 @@ async def pool(empty_database: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def broker(settings: Settings) -> AsyncIterator[KafkaBroker]:
+    """A started broker client on the session's broker (no routers: the stage publishes)."""
+    telemetry.setup(settings)  # the meter provider the outage counters report to (once per process)
+    started = make_broker(settings)
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()

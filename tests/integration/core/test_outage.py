@@ -19,10 +19,8 @@ from prometheus_client import REGISTRY
 
 from patchtwin.cli.embedded import EmbeddedDatabase
 from patchtwin.core import store
-from patchtwin.core.bus import make_broker
 from patchtwin.core.ledger import Ledger
 from patchtwin.core.outbox import Outbox, OutboxRecord
-from patchtwin.observability import telemetry
 from patchtwin.settings import Settings
 from schemas.events import TwinReleased
 from tests.clients import keyed, new_run_id, read_topic
@@ -56,17 +54,6 @@ async def database() -> AsyncIterator[Database]:
             await pool.close()
         finally:
             await asyncio.to_thread(server.stop)
-
-
-@pytest.fixture
-async def broker(settings: Settings) -> AsyncIterator[KafkaBroker]:
-    telemetry.setup(settings)  # the meter provider the counters report to (once per process)
-    started = make_broker(settings)
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 def counted(name: str, stage: str) -> float:

@@ -3,13 +3,9 @@ RETRIES_EXHAUSTED without its work running again; a conflicting input goes to th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
-import pytest
 from faststream.kafka import KafkaBroker
 
-from patchtwin.core.bus import make_broker
 from patchtwin.core.ledger import Claim, ClaimResult, fingerprint
 from patchtwin.core.stage import Stage
 from patchtwin.settings import Settings
@@ -17,16 +13,6 @@ from schemas.codes import Code
 from schemas.events import Event, RunFailed, TwinReleased
 
 RUN = "run-stage-1"
-
-
-@pytest.fixture
-async def broker(settings: Settings) -> AsyncIterator[KafkaBroker]:
-    started = make_broker(settings)
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 def stage(pool: asyncpg.Pool, broker: KafkaBroker, settings: Settings, **changes: object) -> Stage:

@@ -45,7 +45,7 @@ def refs(node: Any) -> list[str]:
 
 def test_checked_in_document_matches_the_code(text: str) -> None:
     checked_in = ASYNCAPI_FILE.read_text() if ASYNCAPI_FILE.exists() else None
-    assert checked_in == text, "schemas/asyncapi.json drifted: run `python -m schemas.generate`"
+    assert checked_in == text, "schemas/asyncapi.json drifted: run `python -m patchtwin.cli.asyncapi`"
 
 
 def test_document_does_not_depend_on_this_machines_environment(monkeypatch: pytest.MonkeyPatch) -> None:
