@@ -25,11 +25,10 @@ from schemas.events import (
     VerdictStatus,
 )
 from schemas.request import Artifact, Asset, Patch, Platform, Relaxations, Resources
-from schemas.stages import BEFORE_THE_VERDICT, StageName
+from schemas.stages import StageName
 from schemas.topics import Topic
 
 __all__ = [
-    "BEFORE_THE_VERDICT",
     "CHECK_FAMILIES",
     "EVENTS",
     "MEANING",

@@ -9,7 +9,3 @@ class StageName(StrEnum):
     PROBER = "prober"
     ANALYZER = "analyzer"
     JANITOR = "janitor"
-
-
-#: Stages whose work is pointless once the run has its verdict (the watchdog may give one early).
-BEFORE_THE_VERDICT = frozenset({StageName.PROVISIONER, StageName.EXECUTOR, StageName.PROBER})

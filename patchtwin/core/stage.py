@@ -34,11 +34,14 @@ from patchtwin.observability import telemetry
 from patchtwin.settings import Settings
 from schemas.codes import Code
 from schemas.events import Event, RunFailed, StageSpan
-from schemas.stages import BEFORE_THE_VERDICT
+from schemas.stages import StageName
 from schemas.topics import Topic
 
 E = TypeVar("E", bound=Event)
 log = logging.getLogger("patchtwin.stage")
+
+#: Stages whose work is pointless once the run has its verdict (the watchdog may give one early).
+BEFORE_THE_VERDICT = frozenset({StageName.PROVISIONER, StageName.EXECUTOR, StageName.PROBER})
 
 
 def now() -> datetime:
