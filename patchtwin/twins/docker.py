@@ -48,6 +48,7 @@ from patchtwin.twins.runtime import (
     TwinLimits,
     labels,
     parse_status,
+    read_file_by_copy_out,
     twin_name,
 )
 from schemas.asset import Asset
@@ -339,15 +340,8 @@ class DockerRuntime:
             await self.docker.containers.container(name).put_archive("/", data)
 
     async def read_file(self, twin: TwinRef | str, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
-        """A regular file's content (at most `limit` bytes), or None when it is not there or
-        not a regular file. Read as hostile (`copy_out`): never more than `limit` and a little
-        archive is transferred, and a symlink planted in its place is not followed."""
-        try:
-            copied = await self.copy_out(twin, path, max_bytes=limit)
-        except TwinLost as exc:
-            log.info("%s not read: %s", path, exc)
-            return None
-        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
+        """A regular file's content, or None (`read_file_by_copy_out`)."""
+        return await read_file_by_copy_out(self.copy_out, twin, path, limit)
 
     @traced_twin_op("copy_out")  # observe
     async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = DEFAULT_READ_LIMIT) -> CopiedOut:

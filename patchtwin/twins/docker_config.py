@@ -1,5 +1,6 @@
-"""What a Docker container of ours is made with: its name, its labels and its HostConfig, for
-twins and for helpers alike (one hardening, loosened for a helper only where it must be)."""
+"""What a Docker container of ours is made with: its HostConfig and network, for twins and for
+helpers alike (one hardening, loosened for a helper only where it must be). Names and labels
+are every runtime's (`runtime.twin_name`, `runtime.labels`)."""
 
 from __future__ import annotations
 

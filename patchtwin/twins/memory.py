@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import signal
@@ -49,13 +48,12 @@ from patchtwin.twins.runtime import (
     TwinLimits,
     copy_out_with_exec,
     labels,
+    read_file_by_copy_out,
     supervise_with_exec,
     twin_name,
 )
 from schemas.asset import Asset
 from schemas.events import TwinRef
-
-log = logging.getLogger("patchtwin.memory")
 
 #: What a program in the twin finds on PATH, as in the Debian images.
 TWIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -344,14 +342,8 @@ class MemoryRuntime:
                            f"{result.stderr.decode(errors='replace')[:300]}")
 
     async def read_file(self, twin: TwinRef | str, path: str, limit: int = DEFAULT_READ_LIMIT) -> bytes | None:
-        """A regular file's content (at most `limit` bytes), or None when it is not there or
-        not a regular file (a symlink in its place is not followed)."""
-        try:
-            copied = await self.copy_out(twin, path, max_bytes=limit)
-        except TwinLost as exc:
-            log.info("%s not read: %s", path, exc)
-            return None
-        return next(iter(copied.files.values())) if len(copied.files) == 1 else None
+        """A regular file's content, or None (`read_file_by_copy_out`)."""
+        return await read_file_by_copy_out(self.copy_out, twin, path, limit)
 
     async def copy_out(self, twin: TwinRef | str, path: str, *, max_bytes: int = DEFAULT_READ_LIMIT) -> CopiedOut:
         """Files at `path` as a tar made inside the twin (`copy_out_with_exec`)."""

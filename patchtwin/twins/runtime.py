@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 import re
 import uuid
@@ -17,10 +18,13 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
 
+from patchtwin.exceptions import TwinLost
 from patchtwin.settings import Settings
 from patchtwin.twins.archives import CopiedOut, read_archive
 from schemas.asset import Asset
 from schemas.events import Isolation, TwinRef
+
+log = logging.getLogger("patchtwin.twins")
 
 #: Keys of the labels (Docker) or labels/annotations (Kubernetes) every twin carries, so the
 #: janitor finds it again after any crash without a database. `list_ours` reports them
@@ -200,6 +204,20 @@ async def copy_out_with_exec(exec_fn: ExecFn, twin: TwinRef | str, path: str, *,
         return CopiedOut(files={}, refused=[], truncated=False)
     copied = read_archive(result.stdout, max_bytes=max_bytes)
     return CopiedOut(copied.files, copied.refused, copied.truncated or result.truncated)
+
+
+async def read_file_by_copy_out(
+    copy_out: Callable[..., Awaitable[CopiedOut]], twin: TwinRef | str, path: str, limit: int
+) -> bytes | None:
+    """`read_file` through a runtime's `copy_out`: a regular file's content (at most `limit`
+    bytes), or None when it is not there or not a regular file. Read as hostile: never more
+    than `limit` and a little archive is transferred, and a symlink in its place is not followed."""
+    try:
+        copied = await copy_out(twin, path, max_bytes=limit)
+    except TwinLost as exc:
+        log.info("%s not read: %s", path, exc)
+        return None
+    return next(iter(copied.files.values())) if len(copied.files) == 1 else None
 
 
 async def supervise_with_exec(
